@@ -1,0 +1,181 @@
+package tpm
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// The signature counter.
+//
+// It must never repeat or go back, across crashes and even when the state
+// directory is restored from a backup, so it lives in a TPM NV counter
+// index (TPM_NT_COUNTER): the TPM only lets such an index grow, and a
+// re-defined one starts at the highest value any counter on the TPM ever
+// had. But NV writes wear the chip and are rate-limited (TPM_RC_NV_RATE),
+// so we do not write it for every signature. One NV_Increment reserves a
+// block of CounterBlock values; signatures take values from the block in
+// memory; the next block is reserved when it runs out, and at every start.
+// A crash loses at most the rest of a block: the counter jumps forward,
+// which relying parties accept, and never repeats. The value handed out is
+//
+//	(nv - base) * CounterBlock + i,  0 <= i < CounterBlock
+//
+// where base is the index's value when it was provisioned, so the 32-bit
+// U2F counter starts near zero even on a TPM whose counters are old. With
+// the default block of 1024 the 32-bit range lasts for four million
+// restarts.
+type counterState struct {
+	next, limit uint64 // next value to hand out, end of the reserved block
+}
+
+// ownerNVFirst and ownerNVLast bound the owner NV index range (TCG
+// Registry of Reserved TPM 2.0 Handles and Localities, 2.2).
+const (
+	ownerNVFirst = 0x01800000
+	ownerNVLast  = 0x01bfffff
+)
+
+var counterAttributes = tpm2.TPMANV{
+	NT:        tpm2.TPMNTCounter,
+	AuthWrite: true,
+	AuthRead:  true,
+	NoDA:      true,
+}
+
+// provisionCounter defines the counter index the first time an
+// installation runs. The index is drawn at random from the owner range
+// and checked free, so several users' installations share one TPM.
+func (e *Engine) provisionCounter() error {
+	if e.id.CounterIndex != 0 {
+		_, err := e.readNVPublic(e.id.CounterIndex)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, tpm2.TPMRCHandle) {
+			return err
+		}
+		// The index is gone (someone undefined it, or this is a fresh
+		// simulator). Re-defining it is safe: a new counter starts at the
+		// highest value any counter on this TPM has had, so it never goes
+		// below what we handed out.
+		e.log.Warn("signature counter NV index missing; defining it again", "index", fmt.Sprintf("0x%08x", e.id.CounterIndex))
+		return e.defineCounter(e.id.CounterIndex)
+	}
+	for range 32 {
+		var b [4]byte
+		rand.Read(b[:])
+		idx := ownerNVFirst + binary.BigEndian.Uint32(b[:])%(ownerNVLast-ownerNVFirst+1)
+		if _, err := e.readNVPublic(idx); err == nil {
+			continue
+		} else if !errors.Is(err, tpm2.TPMRCHandle) {
+			return err
+		}
+		if err := e.defineCounter(idx); err != nil {
+			if errors.Is(err, tpm2.TPMRCNVDefined) {
+				continue
+			}
+			return err
+		}
+		v, err := e.incrementCounter(idx)
+		if err != nil {
+			return err
+		}
+		e.id.CounterIndex, e.id.CounterBase = idx, v
+		e.log.Info("signature counter provisioned", "index", fmt.Sprintf("0x%08x", idx))
+		return nil
+	}
+	return errors.New("tpm: no free NV index for the signature counter")
+}
+
+func (e *Engine) defineCounter(idx uint32) error {
+	return e.do("NV_DefineSpace", func() error {
+		_, err := tpm2.NVDefineSpace{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
+				NVIndex:    tpm2.TPMHandle(idx),
+				NameAlg:    tpm2.TPMAlgSHA256,
+				Attributes: counterAttributes,
+				DataSize:   8,
+			}),
+		}.Execute(e.t)
+		return err
+	})
+}
+
+func (e *Engine) readNVPublic(idx uint32) (tpm2.TPM2BName, error) {
+	var rsp *tpm2.NVReadPublicResponse
+	err := e.do("NV_ReadPublic", func() (err error) {
+		rsp, err = tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(idx)}.Execute(e.t)
+		return err
+	})
+	if err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	return rsp.NVName, nil
+}
+
+// incrementCounter increments the NV counter and returns its new value.
+func (e *Engine) incrementCounter(idx uint32) (uint64, error) {
+	name, err := e.readNVPublic(idx)
+	if err != nil {
+		return 0, err
+	}
+	nv := tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name}
+	auth := tpm2.AuthHandle{Handle: nv.Handle, Name: name, Auth: tpm2.PasswordAuth(nil)}
+	if err := e.do("NV_Increment", func() error {
+		_, err := tpm2.NVIncrement{AuthHandle: auth, NVIndex: nv}.Execute(e.t)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	var rsp *tpm2.NVReadResponse
+	if err := e.do("NV_Read", func() (err error) {
+		rsp, err = tpm2.NVRead{AuthHandle: auth, NVIndex: nv, Size: 8}.Execute(e.t)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	if len(rsp.Data.Buffer) != 8 {
+		return 0, fmt.Errorf("tpm: NV_Read returned %d bytes for the counter", len(rsp.Data.Buffer))
+	}
+	return binary.BigEndian.Uint64(rsp.Data.Buffer), nil
+}
+
+// ErrCounterExhausted means the 32-bit signature counter has no values
+// left. Relying parties would see it wrap, which looks like a cloned key.
+var ErrCounterExhausted = errors.New("tpm: signature counter exhausted")
+
+// NextCounter returns the next signature counter value. It is strictly
+// greater than every value returned before, by this process or any earlier
+// one on the same TPM and installation.
+func (e *Engine) NextCounter() (uint32, error) {
+	var v uint64
+	err := e.op(func() error {
+		if e.counter.next == e.counter.limit {
+			nv, err := e.incrementCounter(e.id.CounterIndex)
+			if err != nil {
+				return err
+			}
+			if nv <= e.id.CounterBase {
+				return fmt.Errorf("tpm: counter index below its base (%d <= %d)", nv, e.id.CounterBase)
+			}
+			block := uint64(e.opt.CounterBlock)
+			e.counter.next = (nv - e.id.CounterBase) * block
+			e.counter.limit = e.counter.next + block
+		}
+		v = e.counter.next
+		e.counter.next++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if v > 0xffffffff {
+		return 0, ErrCounterExhausted
+	}
+	return uint32(v), nil
+}

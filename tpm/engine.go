@@ -1,0 +1,257 @@
+package tpm
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// Options tune an Engine. The zero value is usable.
+type Options struct {
+	Logger *slog.Logger
+	// Sessions is the number of salted HMAC sessions kept warm. Default 1:
+	// the engine runs one operation at a time, and on a bare TPM every
+	// session we keep loaded is a slot another program cannot use.
+	Sessions int
+	// RetryBudget bounds how long one command is retried on TPM warnings
+	// (RETRY, YIELDED, TESTING, NV_RATE) and waited out on resource
+	// exhaustion (SESSION_MEMORY, OBJECT_MEMORY, ...). Default 10 s.
+	RetryBudget time.Duration
+	// CounterBlock is how many signature counter values one NV increment
+	// reserves (see counter.go). Default 1024.
+	CounterBlock uint32
+}
+
+// Engine runs tpm-u2f's TPM operations on one connection. It is safe for
+// concurrent use; operations are serialised.
+type Engine struct {
+	t   transport.TPM
+	log *slog.Logger
+	opt Options
+	id  Identity
+
+	mu      sync.Mutex // one operation in flight per connection
+	closed  bool
+	srk     tpm2.NamedHandle
+	srkPub  tpm2.TPMTPublic
+	pool    *sessionPool
+	counter counterState
+}
+
+// New opens an engine over t for the installation id. It creates the
+// storage primary (once per process; never per request), warms the
+// session pool and, on first use of id, defines the signature counter NV
+// index. It returns the identity to persist, which differs from id only
+// when New had to provision something.
+func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Sessions <= 0 {
+		opt.Sessions = 1
+	}
+	if opt.RetryBudget <= 0 {
+		opt.RetryBudget = 10 * time.Second
+	}
+	if opt.CounterBlock == 0 {
+		opt.CounterBlock = 1024
+	}
+	if err := id.valid(); err != nil {
+		return nil, id, err
+	}
+	e := &Engine{t: t, log: opt.Logger, opt: opt, id: id}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.createPrimary(); err != nil {
+		return nil, id, err
+	}
+	e.pool = newSessionPool(t, e.srk.Handle, e.srkPub, opt.Sessions)
+	if err := e.provisionCounter(); err != nil {
+		e.closeLocked()
+		return nil, id, err
+	}
+	if err := e.pool.warm(); err != nil {
+		e.closeLocked()
+		return nil, id, &CommandError{"StartAuthSession", err}
+	}
+	return e, e.id, nil
+}
+
+// Identity returns the installation identity in use.
+func (e *Engine) Identity() Identity {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.id
+}
+
+// srkTemplate is the TCG ECC P-256 SRK template (TCG TPM v2.0 Provisioning
+// Guidance, 7.5.1) with the installation seed in unique.x. The seed makes
+// the primary, and so every credential wrapped by it, belong to this
+// installation: credential IDs from another installation on the same TPM
+// fail to load, and a reset that draws a new seed kills every old
+// credential ID.
+func (e *Engine) srkTemplate() tpm2.TPMTPublic {
+	t := tpm2.ECCSRKTemplate
+	t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
+		X: tpm2.TPM2BECCParameter{Buffer: append([]byte(nil), e.id.Seed[:]...)},
+		Y: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)},
+	})
+	return t
+}
+
+func (e *Engine) createPrimary() error {
+	var rsp *tpm2.CreatePrimaryResponse
+	err := e.do("CreatePrimary", func() (err error) {
+		rsp, err = tpm2.CreatePrimary{
+			PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			InPublic:      tpm2.New2B(e.srkTemplate()),
+		}.Execute(e.t)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		return fmt.Errorf("tpm: parse primary public: %w", err)
+	}
+	e.srk = tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
+	e.srkPub = *pub
+	e.log.Debug("tpm storage primary ready", "handle", fmt.Sprintf("0x%08x", uint32(rsp.ObjectHandle)))
+	return nil
+}
+
+// recover rebuilds what a TPM restart takes away: the storage primary and
+// the sessions salted with it. Called with e.mu held.
+func (e *Engine) recover(startupFirst bool) error {
+	e.log.Warn("tpm state lost; re-creating the storage primary and sessions", "startup", startupFirst)
+	if startupFirst {
+		if err := startup(e.t); err != nil {
+			return err
+		}
+	}
+	e.pool.forget()
+	if err := e.createPrimary(); err != nil {
+		return err
+	}
+	e.pool.rebind(e.srk.Handle, e.srkPub)
+	e.counter = counterState{}
+	return nil
+}
+
+// op runs one whole operation under the engine lock. When a command in it
+// finds the TPM restarted (or our primary gone) the state is rebuilt and
+// the operation is run once more from the start.
+func (e *Engine) op(f func() error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	err := f()
+	var ce *CommandError
+	if err == nil || !errors.As(err, &ce) {
+		return err
+	}
+	switch classify(ce.Err) {
+	case faultHandle, faultStartup:
+		if rerr := e.recover(classify(ce.Err) == faultStartup); rerr != nil {
+			return fmt.Errorf("%w (recovery failed: %v)", err, rerr)
+		}
+		return f()
+	}
+	return err
+}
+
+// do runs one TPM command, retrying warnings with bounded backoff. It does
+// not retry session faults: withSession does.
+func (e *Engine) do(name string, f func() error) error {
+	deadline := time.Now().Add(e.opt.RetryBudget)
+	backoff := 5 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		switch classify(err) {
+		case faultRetry, faultWait:
+			if time.Now().Add(backoff).Before(deadline) {
+				e.log.Debug("tpm busy; retrying", "command", name, "rc", err)
+				time.Sleep(backoff)
+				backoff = min(2*backoff, 500*time.Millisecond)
+				continue
+			}
+		}
+		return &CommandError{name, err}
+	}
+}
+
+// withSession runs one TPM command with a pooled session. A session that
+// saw any error is flushed and never reused (seed 002); when the error says
+// the session itself was lost or out of step (seed 000), the command runs
+// once more on a fresh session, so a flushed session can never be mistaken
+// for a failed authorization.
+func (e *Engine) withSession(name string, f func(tpm2.Session) error) error {
+	for attempt := 0; ; attempt++ {
+		var s tpm2.Session
+		err := e.do("StartAuthSession", func() (err error) {
+			s, err = e.pool.get()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		err = e.do(name, func() error { return f(s) })
+		if err == nil {
+			e.pool.put(s)
+			return nil
+		}
+		e.pool.discard(s)
+		var ce *CommandError
+		if errors.As(err, &ce) && classify(ce.Err) == faultSession && attempt == 0 {
+			e.log.Warn("tpm session lost; retrying on a fresh session", "command", name, "rc", ce.Err)
+			continue
+		}
+		return err
+	}
+}
+
+// flush releases a transient handle. Failure is logged, not returned: the
+// operation's result stands, and a handle we could not flush is reclaimed
+// when a resource manager closes our connection or the TPM restarts.
+func (e *Engine) flush(h tpm2.TPMHandle) {
+	err := e.do("FlushContext", func() error {
+		_, err := tpm2.FlushContext{FlushHandle: h}.Execute(e.t)
+		return err
+	})
+	if err != nil {
+		e.log.Error("tpm flush failed", "handle", fmt.Sprintf("0x%08x", uint32(h)), "err", err)
+	}
+}
+
+// Close flushes the sessions and the storage primary.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closeLocked()
+}
+
+func (e *Engine) closeLocked() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	if e.pool != nil {
+		e.pool.close()
+	}
+	if e.srk.Handle != 0 {
+		e.flush(e.srk.Handle)
+	}
+	return nil
+}
+
