@@ -254,4 +254,3 @@ func (e *Engine) closeLocked() error {
 	}
 	return nil
 }
-

@@ -198,4 +198,3 @@ func startup(t transport.TPM) error {
 	}
 	return nil
 }
-

@@ -72,4 +72,3 @@ func Engine(tb testing.TB, t transport.TPM, opt tpm.Options) *tpm.Engine {
 	tb.Cleanup(func() { e.Close() })
 	return e
 }
-
