@@ -1,0 +1,104 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
+)
+
+// Keys is what the token needs from the TPM (package tpm's Engine, through
+// TPMKeys). Credential keys are only usable inside the callbacks.
+type Keys interface {
+	// NewCredential creates a key bound to rp and calls fn with its
+	// credential ID and the key.
+	NewCredential(rp [32]byte, fn func(id []byte, k crypto.Signer) error) error
+	// UseCredential loads a credential bound to rp. A credential that is not
+	// ours for rp fails with an error wrapping ErrUnknownCredential.
+	UseCredential(id []byte, rp [32]byte, fn func(crypto.Signer) error) error
+	// Precheck tells, without the TPM, whether id could be a credential of
+	// ours for rp (nil) or certainly is not (ErrUnknownCredential). The
+	// token asks it before prompting the user, so that nobody is asked to
+	// approve a request that cannot succeed.
+	Precheck(id []byte, rp [32]byte) error
+	// NextCounter returns a signature counter value greater than all before.
+	NextCounter() (uint32, error)
+}
+
+// Config wires an Authenticator.
+type Config struct {
+	Keys     Keys
+	Presence presence.Prompter
+	Logger   *slog.Logger
+	// PresenceTimeout bounds one prompt. Default 30 s.
+	PresenceTimeout time.Duration
+	// ApprovalLifetime is how long an approval waits for the client's next
+	// poll before it lapses. Default 10 s.
+	ApprovalLifetime time.Duration
+	// PromptGrace is how long a request waits for a prompt's answer before
+	// it answers "presence required" and lets the client poll. Default
+	// 250 ms, about one U2F client polling interval.
+	PromptGrace time.Duration
+}
+
+// Authenticator is the token core: it answers CTAP1/U2F messages handed up
+// by the CTAPHID layer. It is safe for concurrent use.
+type Authenticator struct {
+	keys    Keys
+	log     *slog.Logger
+	cfg     Config
+	gate    *presenceGate
+	closeMu sync.Mutex
+	cancel  context.CancelFunc
+}
+
+// New returns an Authenticator.
+func New(cfg Config) *Authenticator {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PresenceTimeout <= 0 {
+		cfg.PresenceTimeout = 30 * time.Second
+	}
+	if cfg.ApprovalLifetime <= 0 {
+		cfg.ApprovalLifetime = 10 * time.Second
+	}
+	if cfg.PromptGrace <= 0 {
+		cfg.PromptGrace = 250 * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Authenticator{
+		keys:   cfg.Keys,
+		log:    cfg.Logger,
+		cfg:    cfg,
+		cancel: cancel,
+		gate:   newPresenceGate(ctx, cfg.Presence, cfg.PresenceTimeout, cfg.ApprovalLifetime, cfg.Logger),
+	}
+}
+
+// Handle implements ctaphid.Handler.
+func (a *Authenticator) Handle(ctx context.Context, req ctaphid.Request) []byte {
+	switch req.Command {
+	case ctaphid.CmdMsg:
+		return a.HandleAPDU(ctx, req.Payload)
+	}
+	// The CTAPHID server only hands up commands we advertise.
+	a.log.Error("token: unexpected CTAPHID command", "cmd", req.Command)
+	return nil
+}
+
+// PowerCycle drops everything volatile, as unplugging a key would:
+// pending prompts and unused approvals.
+func (a *Authenticator) PowerCycle() {
+	a.gate.reset()
+}
+
+// Close stops pending prompts.
+func (a *Authenticator) Close() {
+	a.cancel()
+	a.gate.reset()
+}

@@ -1,0 +1,250 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"math/big"
+	"time"
+
+	"github.com/tpm-u2f/tpm-u2f/presence"
+)
+
+// U2F instructions (FIDO U2F Raw Message Formats v1.2, section 4-6).
+const (
+	insRegister     byte = 0x01
+	insAuthenticate byte = 0x02
+	insVersion      byte = 0x03
+)
+
+// AUTHENTICATE control bytes (P1), section 5.1.
+const (
+	authEnforcePresence     byte = 0x03
+	authCheckOnly           byte = 0x07
+	authDontEnforcePresence byte = 0x08
+)
+
+// ErrUnknownCredential means a credential ID is not one of ours for the
+// relying party it came with. Keys implementations wrap it.
+var ErrUnknownCredential = errors.New("token: unknown credential")
+
+// HandleAPDU answers one U2F request message with response data and a
+// status word. It never panics on malformed input.
+func (a *Authenticator) HandleAPDU(ctx context.Context, msg []byte) []byte {
+	rsp, err := a.handleAPDU(ctx, msg)
+	if err != nil {
+		var ae *APDUError
+		if !errors.As(err, &ae) {
+			a.log.Error("u2f request failed", "err", err)
+			ae = apduErr(SWUnknown, "internal error")
+		} else if ae.SW != SWConditionsNotSatisfied {
+			a.log.Info("u2f request rejected", "sw", hex.EncodeToString([]byte{byte(ae.SW >> 8), byte(ae.SW)}), "reason", ae.Reason)
+		}
+		return withSW(nil, ae.SW)
+	}
+	return withSW(rsp, SWNoError)
+}
+
+func (a *Authenticator) handleAPDU(ctx context.Context, msg []byte) ([]byte, error) {
+	apdu, err := ParseAPDU(msg)
+	if err != nil {
+		return nil, err
+	}
+	if apdu.CLA != 0 {
+		return nil, apduErr(SWClaNotSupported, "CLA not supported")
+	}
+	switch apdu.INS {
+	case insVersion:
+		if len(apdu.Data) != 0 {
+			return nil, apduErr(SWWrongLength, "VERSION takes no data")
+		}
+		return []byte("U2F_V2"), nil
+	case insRegister:
+		return a.register(ctx, apdu)
+	case insAuthenticate:
+		return a.authenticate(ctx, apdu)
+	}
+	return nil, apduErr(SWInsNotSupported, "INS not supported")
+}
+
+// register implements U2F_REGISTER (section 4). The attestation
+// certificate is self-signed by the new credential key itself: there is no
+// shared batch key to copy, and no two registrations can be linked.
+func (a *Authenticator) register(ctx context.Context, apdu *APDU) ([]byte, error) {
+	if len(apdu.Data) != 64 {
+		return nil, apduErr(SWWrongLength, "REGISTER needs 64 bytes")
+	}
+	challenge, app := apdu.Data[:32], [32]byte(apdu.Data[32:])
+	if err := a.gate.check(requestKey([]byte{insRegister}, apdu.Data),
+		presence.Request{Operation: "register", RelyingParty: AppIDName(app)}, a.cfg.PromptGrace); err != nil {
+		return nil, apduErr(SWConditionsNotSatisfied, err.Error())
+	}
+	var rsp []byte
+	err := a.keys.NewCredential(app, func(id []byte, k crypto.Signer) error {
+		pub, ok := k.Public().(*ecdsa.PublicKey)
+		if !ok {
+			return errors.New("credential key is not ECDSA")
+		}
+		cert, err := selfSignedCertificate(k)
+		if err != nil {
+			return err
+		}
+		point := marshalPoint(pub)
+		d := sha256.New()
+		d.Write([]byte{0})
+		d.Write(app[:])
+		d.Write(challenge)
+		d.Write(id)
+		d.Write(point)
+		sig, err := k.Sign(rand.Reader, d.Sum(nil), crypto.SHA256)
+		if err != nil {
+			return err
+		}
+		rsp = make([]byte, 0, 1+65+1+len(id)+len(cert)+len(sig))
+		rsp = append(rsp, 0x05)
+		rsp = append(rsp, point...)
+		rsp = append(rsp, byte(len(id)))
+		rsp = append(rsp, id...)
+		rsp = append(rsp, cert...)
+		rsp = append(rsp, sig...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("u2f registration", "rp", AppIDName(app), "credential_id_bytes", len(rsp))
+	return rsp, nil
+}
+
+// authenticate implements U2F_AUTHENTICATE (section 5).
+func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, error) {
+	data := apdu.Data
+	if len(data) < 65 {
+		return nil, apduErr(SWWrongLength, "AUTHENTICATE shorter than 65 bytes")
+	}
+	challenge, app := data[:32], [32]byte(data[32:64])
+	l := int(data[64])
+	if len(data) != 65+l {
+		return nil, apduErr(SWWrongLength, "key handle length does not match the data")
+	}
+	handle := data[65:]
+	var up byte
+	switch apdu.P1 {
+	case authCheckOnly:
+		err := a.keys.UseCredential(handle, app, func(crypto.Signer) error { return nil })
+		if err == nil {
+			// "Despite the name this signals success" (section 5.1).
+			return nil, apduErr(SWConditionsNotSatisfied, "check-only: key handle is ours")
+		}
+		return nil, credentialErr(err)
+	case authEnforcePresence:
+		up = 1
+	case authDontEnforcePresence:
+	default:
+		return nil, apduErr(SWIncorrectP1P2, "unknown AUTHENTICATE control byte")
+	}
+	if up == 1 {
+		// Presence is asked only for a handle that can be ours: never
+		// prompt the user for a request that cannot succeed.
+		if err := a.keys.Precheck(handle, app); err != nil {
+			return nil, credentialErr(err)
+		}
+		if err := a.gate.check(requestKey([]byte{insAuthenticate}, data),
+			presence.Request{Operation: "sign in", RelyingParty: AppIDName(app)}, a.cfg.PromptGrace); err != nil {
+			return nil, apduErr(SWConditionsNotSatisfied, err.Error())
+		}
+	}
+	// The counter is taken before the key is loaded: a value lost to a
+	// failed signature is a harmless gap, and the TPM lock is not held
+	// across two operations.
+	counter, err := a.keys.NextCounter()
+	if err != nil {
+		return nil, err
+	}
+	var ctr [4]byte
+	binary.BigEndian.PutUint32(ctr[:], counter)
+	d := sha256.New()
+	d.Write(app[:])
+	d.Write([]byte{up})
+	d.Write(ctr[:])
+	d.Write(challenge)
+	var sig []byte
+	err = a.keys.UseCredential(handle, app, func(k crypto.Signer) (err error) {
+		sig, err = k.Sign(rand.Reader, d.Sum(nil), crypto.SHA256)
+		return err
+	})
+	if err != nil {
+		return nil, credentialErr(err)
+	}
+	return append(append([]byte{up}, ctr[:]...), sig...), nil
+}
+
+func credentialErr(err error) error {
+	if errors.Is(err, ErrUnknownCredential) {
+		return apduErr(SWWrongData, "key handle is not ours for this appID")
+	}
+	return err
+}
+
+func marshalPoint(pub *ecdsa.PublicKey) []byte {
+	b, _ := pub.Bytes() // uncompressed: 0x04 || X || Y
+	return b
+}
+
+// selfSignedCertificate is the U2F attestation certificate: the credential
+// key certifies itself. The fields carry nothing that could tell two
+// registrations apart except the key: fixed validity dates (no creation
+// time), a serial derived from the key.
+func selfSignedCertificate(k crypto.Signer) ([]byte, error) {
+	pub := k.Public().(*ecdsa.PublicKey)
+	serial := sha256.Sum256(marshalPoint(pub))
+	tmpl := &x509.Certificate{
+		SerialNumber:          new(big.Int).SetBytes(serial[:16]),
+		Subject:               pkix.Name{CommonName: "tpm-u2f credential"},
+		NotBefore:             time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:              time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		SignatureAlgorithm:    x509.ECDSAWithSHA256,
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, k)
+}
+
+// AppIDName names a U2F application parameter for prompts and logs. The
+// appID itself is not sent, only its hash, so the few well-known ones are
+// recognised and the rest are shown as a short hash.
+func AppIDName(app [32]byte) string {
+	if name, ok := knownAppIDs[app]; ok {
+		return name
+	}
+	return "appID " + hex.EncodeToString(app[:8])
+}
+
+var knownAppIDs = func() map[[32]byte]string {
+	m := make(map[[32]byte]string)
+	for appID, site := range map[string]string{
+		"https://github.com/u2f/trusted_facets":            "github.com",
+		"https://www.gstatic.com/securitykey/origins.json": "google.com",
+		"https://www.dropbox.com/u2f-app-id.json":          "dropbox.com",
+		"https://gitlab.com":                               "gitlab.com",
+		"https://demo.yubico.com":                          "demo.yubico.com",
+		"ssh:":                                             "OpenSSH",
+	} {
+		m[sha256.Sum256([]byte(appID))] = site
+	}
+	// Chrome's dummy registration, sent to make a key blink when a
+	// credential is already registered: 32 bytes of 'A' (0x41).
+	var bogus [32]byte
+	for i := range bogus {
+		bogus[i] = 'A'
+	}
+	m[bogus] = "browser probe"
+	return m
+}()
