@@ -164,11 +164,15 @@ func (c *credential) id() []byte {
 // x509.CreateCertificate can have the TPM sign a certificate with it. It
 // must not be used after the callback returns.
 type Key struct {
+	id     []byte
 	e      *Engine
 	handle tpm2.TPMHandle
 	name   tpm2.TPM2BName
 	pub    *ecdsa.PublicKey
 }
+
+// CredentialID returns the key's credential ID.
+func (k *Key) CredentialID() []byte { return k.id }
 
 // Public implements crypto.Signer.
 func (k *Key) Public() crypto.PublicKey { return k.pub }
@@ -212,7 +216,8 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 }
 
 // NewCredential creates a P-256 signing key inside the TPM, bound to rp,
-// calls fn with it loaded, flushes it and returns its credential ID.
+// calls fn with it loaded (its credential ID is known by then, since U2F
+// signs over it), flushes it and returns the credential ID.
 func (e *Engine) NewCredential(rp [32]byte, fn func(*Key) error) ([]byte, error) {
 	var id []byte
 	err := e.op(func() error {
@@ -220,12 +225,12 @@ func (e *Engine) NewCredential(rp [32]byte, fn func(*Key) error) ([]byte, error)
 		if err != nil {
 			return err
 		}
-		k := &Key{e: e, handle: h, name: name, pub: c.pub}
+		k := &Key{id: c.id(), e: e, handle: h, name: name, pub: c.pub}
 		defer func() { e.flush(h); k.handle = 0 }()
 		if err := fn(k); err != nil {
 			return err
 		}
-		id = c.id()
+		id = k.id
 		return nil
 	})
 	return id, err
@@ -315,7 +320,7 @@ func (e *Engine) loadCredential(id []byte, rp [32]byte) (*Key, error) {
 		}
 		return nil, err
 	}
-	return &Key{e: e, handle: h, name: name, pub: c.pub}, nil
+	return &Key{id: id, e: e, handle: h, name: name, pub: c.pub}, nil
 }
 
 // UseCredential loads the credential id, which must be bound to rp, calls fn

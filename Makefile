@@ -1,0 +1,42 @@
+# tpm-u2f. `make demo` and `make test` are the two commands a new machine
+# needs: each first checks (and, as root, installs) the Debian packages it
+# uses, through scripts/deps.sh.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+LDFLAGS   := -X main.version=$(VERSION)
+BIN       := bin/tpm-u2f
+FUZZTIME  ?= 10s
+# Packages with goroutines of their own run under the race detector.
+RACE_PKGS := ./token/... ./tpm/... ./replay/... ./presence/... ./cmd/...
+
+.PHONY: all build test demo bench fuzz lint deps clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tpm-u2f
+
+demo: deps build
+	$(BIN) demo
+
+test: deps lint
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./tpm/... ./token/... ./replay/...
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin build
