@@ -103,6 +103,9 @@ func ParseAPDU(b []byte) (*APDU, error) {
 // when forceExtended), short form otherwise. Clients and tests use it.
 func (a *APDU) Encode(forceExtended bool) []byte {
 	out := []byte{a.CLA, a.INS, a.P1, a.P2}
+	if len(a.Data) == 0 && a.Le == 0 {
+		return out // case 1 has no length field in either form
+	}
 	ext := forceExtended || len(a.Data) > 255 || a.Le > 256
 	if !ext {
 		if len(a.Data) > 0 {
