@@ -192,11 +192,13 @@ func (e *Engine) do(name string, f func() error) error {
 }
 
 // withSession runs one TPM command with a pooled session. A session that
-// saw any error is flushed and never reused (seed 002); when the error says
-// the session itself was lost or out of step (seed 000), the command runs
-// once more on a fresh session, so a flushed session can never be mistaken
-// for a failed authorization.
+// saw any error is flushed and never reused (seed 002). When the error says
+// the session itself was lost or out of step (seed 000) the command runs
+// again on a fresh session — never reported as an authorization failure.
+// Against a neighbour that keeps flushing sessions this repeats, within the
+// retry budget and maxSessionRetries.
 func (e *Engine) withSession(name string, f func(tpm2.Session) error) error {
+	deadline := time.Now().Add(e.opt.RetryBudget)
 	for attempt := 0; ; attempt++ {
 		var s tpm2.Session
 		err := e.do("StartAuthSession", func() (err error) {
@@ -213,13 +215,21 @@ func (e *Engine) withSession(name string, f func(tpm2.Session) error) error {
 		}
 		e.pool.discard(s)
 		var ce *CommandError
-		if errors.As(err, &ce) && classify(ce.Err) == faultSession && attempt == 0 {
-			e.log.Warn("tpm session lost; retrying on a fresh session", "command", name, "rc", ce.Err)
+		if errors.As(err, &ce) && classify(ce.Err) == faultSession &&
+			attempt < maxSessionRetries && time.Now().Before(deadline) {
+			e.log.Warn("tpm session lost; retrying on a fresh session", "command", name, "rc", ce.Err, "attempt", attempt+1)
+			if attempt > 0 {
+				time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+			}
 			continue
 		}
 		return err
 	}
 }
+
+// maxSessionRetries bounds how often one command is re-run on a fresh
+// session when its session keeps disappearing.
+const maxSessionRetries = 8
 
 // flush releases a transient handle. Failure is logged, not returned: the
 // operation's result stands, and a handle we could not flush is reclaimed

@@ -310,13 +310,15 @@ func (e *Engine) loadCredential(id []byte, rp [32]byte) (*Key, error) {
 	}
 	h, name, err := e.load(tpm2.BytesAs2B[tpm2.TPMTPublic](c.public), tpm2.TPM2BPrivate{Buffer: c.private})
 	if err != nil {
+		// Only the TPM refusing the blob itself (a response code that is
+		// not a warning, a lost handle or a restart) means "not ours": a
+		// dead connection or a busy TPM is an error of ours, and must not
+		// tell the client its credential is unknown.
 		var ce *CommandError
-		if errors.As(err, &ce) {
-			switch classify(ce.Err) {
-			case faultFatal:
-				e.log.Info("credential rejected by the TPM", "rc", ce.Err)
-				return nil, ErrForeignCredential
-			}
+		var rc tpm2.TPMRC
+		if errors.As(err, &ce) && errors.As(ce.Err, &rc) && classify(ce.Err) == faultFatal {
+			e.log.Info("credential rejected by the TPM", "rc", ce.Err)
+			return nil, ErrForeignCredential
 		}
 		return nil, err
 	}

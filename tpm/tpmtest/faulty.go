@@ -1,0 +1,165 @@
+package tpmtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// Injection is what a Fault does to the command it hits.
+type Injection int
+
+const (
+	// InjectRC answers the command with Fault.RC without sending it.
+	InjectRC Injection = iota
+	// InjectLoseSessions flushes every loaded HMAC/policy session behind
+	// the caller's back, then sends the command: what a resource manager
+	// under session exhaustion does (seed 000).
+	InjectLoseSessions
+	// InjectClosed fails the command with a transport error, as a TPM
+	// connection that went away does.
+	InjectClosed
+)
+
+// Fault hits the Occurrence-th sending (1-based, counted from when the
+// fault is added) of Command, and the Repeat-1 sendings after it.
+// Occurrence 0 hits every sending.
+type Fault struct {
+	Command    tpm2.TPMCC
+	Occurrence int
+	Repeat     int
+	Inject     Injection
+	RC         tpm2.TPMRC
+
+	hits int
+	base int // sendings of Command before the fault was added
+}
+
+// ErrInjectedClose is the transport error of InjectClosed.
+var ErrInjectedClose = errors.New("tpmtest: injected connection failure")
+
+// Faulty is a transport.TPM that injects faults by command code and
+// occurrence. It is safe for concurrent use.
+type Faulty struct {
+	next transport.TPM
+
+	mu     sync.Mutex
+	faults []*Fault
+	seen   map[tpm2.TPMCC]int
+}
+
+// NewFaulty wraps t.
+func NewFaulty(t transport.TPM) *Faulty {
+	return &Faulty{next: t, seen: make(map[tpm2.TPMCC]int)}
+}
+
+// Add arms a fault.
+func (f *Faulty) Add(fault Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fault.Repeat <= 0 {
+		fault.Repeat = 1
+	}
+	fault.base = f.seen[fault.Command]
+	f.faults = append(f.faults, &fault)
+}
+
+// Clear disarms every fault.
+func (f *Faulty) Clear() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = nil
+}
+
+// Hits returns how many commands the faults hit.
+func (f *Faulty) Hits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, x := range f.faults {
+		n += x.hits
+	}
+	return n
+}
+
+// Send implements transport.TPM.
+func (f *Faulty) Send(cmd []byte) ([]byte, error) {
+	if len(cmd) < 10 {
+		return f.next.Send(cmd)
+	}
+	cc := tpm2.TPMCC(binary.BigEndian.Uint32(cmd[6:10]))
+	f.mu.Lock()
+	f.seen[cc]++
+	n := f.seen[cc]
+	var hit *Fault
+	for _, x := range f.faults {
+		if x.Command != cc {
+			continue
+		}
+		if k := n - x.base; x.Occurrence == 0 || (k >= x.Occurrence && k < x.Occurrence+x.Repeat) {
+			hit = x
+			x.hits++
+			break
+		}
+	}
+	f.mu.Unlock()
+	if hit == nil {
+		return f.next.Send(cmd)
+	}
+	switch hit.Inject {
+	case InjectRC:
+		rsp := make([]byte, 10)
+		binary.BigEndian.PutUint16(rsp[0:2], uint16(tpm2.TPMSTNoSessions))
+		binary.BigEndian.PutUint32(rsp[2:6], 10)
+		binary.BigEndian.PutUint32(rsp[6:10], uint32(hit.RC))
+		return rsp, nil
+	case InjectLoseSessions:
+		FlushAll(f.next, tpm2.TPMHTHMACSession)
+		FlushAll(f.next, tpm2.TPMHTPolicySession)
+		return f.next.Send(cmd)
+	case InjectClosed:
+		return nil, ErrInjectedClose
+	}
+	return f.next.Send(cmd)
+}
+
+// FlushAll flushes every loaded handle of one type (transient objects,
+// HMAC sessions, ...) on t.
+func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(ht) << 24, PropertyCount: 64}.Execute(t)
+	if err != nil {
+		return 0
+	}
+	handles, err := rsp.CapabilityData.Data.Handles()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, h := range handles.Handle {
+		if uint32(h)>>24 != uint32(ht) {
+			continue
+		}
+		if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(t); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Locked serialises Send on a transport that is not safe for concurrent
+// use (the simulator), so a test can play a second TPM user beside the
+// token.
+type Locked struct {
+	mu   sync.Mutex
+	Next transport.TPM
+}
+
+// Send implements transport.TPM.
+func (l *Locked) Send(cmd []byte) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Next.Send(cmd)
+}
