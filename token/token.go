@@ -29,10 +29,22 @@ type Keys interface {
 	NextCounter() (uint32, error)
 }
 
+// ReplayGuard refuses to answer the same signing request twice (package
+// replay's Store implements it). Check has no side effects; Record is
+// durable when it returns. Check fails with an error for a request that
+// was answered inside the window, and while the guard fails closed.
+type ReplayGuard interface {
+	Check(key [32]byte) error
+	Record(key [32]byte) error
+}
+
 // Config wires an Authenticator.
 type Config struct {
 	Keys     Keys
 	Presence presence.Prompter
+	// Replay, when set, is asked before every signature over a request and
+	// told after it. Nil means no replay protection.
+	Replay ReplayGuard
 	Logger   *slog.Logger
 	// PresenceTimeout bounds one prompt. Default 30 s.
 	PresenceTimeout time.Duration

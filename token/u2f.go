@@ -150,6 +150,15 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	default:
 		return nil, apduErr(SWIncorrectP1P2, "unknown AUTHENTICATE control byte")
 	}
+	// A request that was signed before is refused before anyone is asked
+	// (seed 001: the key covers the whole request, not just the challenge,
+	// so distinct requests never collide). 0x6A80 rather than 0x6985: a
+	// U2F client polls on 0x6985 until it times out, while 0x6A80 makes it
+	// give up at once, and no signature is made either way.
+	replayKey := requestKey([]byte("u2f authenticate"), app[:], challenge, handle, []byte{up})
+	if err := a.checkReplay(replayKey, AppIDName(app)); err != nil {
+		return nil, apduErr(SWWrongData, err.Error())
+	}
 	if up == 1 {
 		// Presence is asked only for a handle that can be ours: never
 		// prompt the user for a request that cannot succeed.
@@ -182,6 +191,12 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	})
 	if err != nil {
 		return nil, credentialErr(err)
+	}
+	// Recorded after the signature exists and before the response leaves:
+	// a crash in between loses a response that was never sent, never lets
+	// the same request be signed twice.
+	if err := a.recordReplay(replayKey); err != nil {
+		return nil, err
 	}
 	return append(append([]byte{up}, ctr[:]...), sig...), nil
 }

@@ -302,3 +302,81 @@ func TestNoPromptForForeignHandle(t *testing.T) {
 		t.Fatal("prompted the user for a key handle that is not ours")
 	}
 }
+
+// memoryReplay is a ReplayGuard without a window, for testing the token's
+// use of it; package replay tests the real store.
+type memoryReplay struct {
+	mu   sync.Mutex
+	seen map[[32]byte]bool
+}
+
+var errReplayed = errors.New("replayed")
+
+func (m *memoryReplay) Check(k [32]byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen[k] {
+		return errReplayed
+	}
+	return nil
+}
+
+func (m *memoryReplay) Record(k [32]byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seen[k] = true
+	return nil
+}
+
+func TestReplayedAuthenticateRefused(t *testing.T) {
+	meter := tpm.NewMeter(tpmtest.Simulator(t))
+	e := tpmtest.Engine(t, meter, tpm.Options{})
+	s := &scripted{answers: make(chan error, 4)}
+	guard := &memoryReplay{seen: map[[32]byte]bool{}}
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: s, Replay: guard, PromptGrace: 50 * time.Millisecond})
+	defer a.Close()
+	app, chal := sha256.Sum256([]byte("https://example.org")), sha256.Sum256([]byte("c"))
+	s.answers <- nil
+	r := register(t, a, app, chal)
+	if len(guard.seen) != 0 {
+		t.Fatal("a registration was recorded as a signed request")
+	}
+	// Polling: the first answer is 0x6985 until approved; nothing recorded.
+	if got := sw(authenticate(a, 0x03, app, chal, r.handle, false)); got != token.SWConditionsNotSatisfied {
+		t.Fatalf("first poll: SW %04X", got)
+	}
+	if len(guard.seen) != 0 {
+		t.Fatal("a poll without a signature was recorded")
+	}
+	// Check-only probes are not signatures either.
+	authenticate(a, 0x07, app, chal, r.handle, false)
+	s.answers <- nil
+	time.Sleep(100 * time.Millisecond)
+	verifyAssertion(t, r, app, chal, authenticate(a, 0x03, app, chal, r.handle, false), 1)
+	prompts := s.count()
+	// The same request again: refused, without a prompt and without a TPM command.
+	before := meter.Snapshot()
+	if got := sw(authenticate(a, 0x03, app, chal, r.handle, false)); got != token.SWWrongData {
+		t.Fatalf("replay: SW %04X, want 6A80", got)
+	}
+	if n := meter.Snapshot().Sub(before).Total(); n != 0 || s.count() != prompts {
+		t.Fatalf("replay cost %d TPM commands and %d prompts", n, s.count()-prompts)
+	}
+	// The same challenge for another appID or as a no-presence request is a different request.
+	verifyAssertion(t, r, app, chal, authenticate(a, 0x08, app, chal, r.handle, false), 0)
+	other := sha256.Sum256([]byte("c2"))
+	s.answers <- nil
+	time.Sleep(10 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rsp := authenticate(a, 0x03, app, other, r.handle, false)
+		if sw(rsp) == token.SWNoError {
+			verifyAssertion(t, r, app, other, rsp, 1)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("distinct challenge never signed: SW %04X", sw(rsp))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
