@@ -45,7 +45,7 @@ type Config struct {
 	// Replay, when set, is asked before every signature over a request and
 	// told after it. Nil means no replay protection.
 	Replay ReplayGuard
-	Logger   *slog.Logger
+	Logger *slog.Logger
 	// PresenceTimeout bounds one prompt. Default 30 s.
 	PresenceTimeout time.Duration
 	// ApprovalLifetime is how long an approval waits for the client's next
