@@ -1,6 +1,9 @@
 package ctaphid
 
-import "context"
+import (
+	"context"
+	"net"
+)
 
 // ReportSize is the size of every CTAPHID report, in both directions
 // (CTAP 2.1 section 11.2.4: HID_RPT_SIZE 64 for full-speed USB).
@@ -64,3 +67,6 @@ type Request struct {
 type Handler interface {
 	Handle(ctx context.Context, req Request) []byte
 }
+
+// errClosed is what transports wrap when closed (net.ErrClosed).
+var errClosed = net.ErrClosed
