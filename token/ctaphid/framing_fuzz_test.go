@@ -2,8 +2,8 @@ package ctaphid
 
 import (
 	"bytes"
-	"sync"
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
