@@ -1,0 +1,32 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestDemo(t *testing.T) {
+	for _, transport := range []string{"memory", "udp:127.0.0.1:0"} {
+		t.Run(transport, func(t *testing.T) {
+			var out, errs bytes.Buffer
+			if code := Main(context.Background(), []string{"demo", "--transport", transport}, &out, &errs); code != 0 {
+				t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
+			}
+			for _, want := range []string{
+				`Registration verified by go-webauthn: attestation "fido-u2f"`,
+				"TPM: Sign×2 FlushContext×1 CreateLoaded×1",
+				"3. Login verified by go-webauthn",
+				"TPM: Load×1 Sign×1 FlushContext×1",
+				"rejected by go-webauthn",
+				"gets 0x6A80",
+				"demo: OK",
+			} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("demo output lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/token"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
+	"github.com/tpm-u2f/tpm-u2f/tpm"
+)
+
+type runFlags struct {
+	tpm       string
+	transport string
+	presence  string
+	state     string
+	stats     bool
+	logLevel  string
+	hidName   string
+	vendor    uint
+	product   uint
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "tpm-u2f")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "tpm-u2f")
+	}
+	return ""
+}
+
+func defaultTPM() string {
+	if s := os.Getenv("TPM_U2F_TPM"); s != "" {
+		return s
+	}
+	return tpm.DefaultDevice
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f runFlags
+	fs := flag.NewFlagSet("tpm-u2f run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.tpm, "tpm", defaultTPM(), "TPM backend: a device path (/dev/tpmrm0), sim (embedded simulator, in memory), unix:PATH or tcp:HOST:PORT (swtpm); env TPM_U2F_TPM")
+	fs.StringVar(&f.transport, "transport", "uhid", "how hosts reach the key: uhid (/dev/uhid), or udp:HOST:PORT (loopback only; for development and test clients)")
+	fs.StringVar(&f.presence, "presence", "dbus", "how user presence is confirmed: dbus (desktop prompt), or always (approve everything: tests only)")
+	fs.StringVar(&f.state, "state", defaultStateDir(), "state directory (identity, replay store); created 0700")
+	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times on SIGUSR1 and at exit")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.hidName, "hid-name", "tpm-u2f security key", "USB product name the host sees")
+	fs.UintVar(&f.vendor, "hid-vendor", 0x15d9, "USB vendor ID the host sees")
+	fs.UintVar(&f.product, "hid-product", 0x0a37, "USB product ID the host sees")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	return run(ctx, f, log)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func run(ctx context.Context, f runFlags, log *slog.Logger) error {
+	prompter, err := newPrompter(f.presence, log)
+	if err != nil {
+		return err
+	}
+	if f.state == "" {
+		return errors.New("--state: no state directory (set XDG_STATE_HOME or HOME, or pass --state)")
+	}
+	unlock, err := lockStateDir(f.state)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	t, backend, err := tpm.Open(f.tpm)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	meter := tpm.NewMeter(t)
+	if backend.Volatile {
+		log.Warn("TPM is the embedded simulator: its state lives in this process only; every credential made now is lost at exit", "tpm", f.tpm)
+	}
+	id, err := loadIdentity(f.state, backend, log)
+	if err != nil {
+		return err
+	}
+	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	if !backend.Volatile {
+		if err := tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), id); err != nil {
+			return fmt.Errorf("save identity: %w", err)
+		}
+	}
+	if f.stats {
+		defer func() { log.Info("tpm command stats", "commands", meter.Snapshot().String()) }()
+		go logStatsOnSignal(ctx, meter, log)
+	}
+
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Logger: log})
+	defer auth.Close()
+
+	tr, replug, err := openTransport(f, serialFor(id), log)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	go replugOnSignal(ctx, replug, auth, log)
+
+	srv := ctaphid.NewServer(tr, auth, ctaphid.Options{
+		Capabilities:  ctaphid.CapWink,
+		DeviceVersion: [3]byte{0, 1, 0},
+		Logger:        log,
+	})
+	log.Info("tpm-u2f ready", "version", version, "tpm", f.tpm, "transport", f.transport, "presence", f.presence, "state", f.state)
+	err = srv.Serve(ctx)
+	log.Info("tpm-u2f stopping")
+	return err
+}
+
+func newPrompter(mode string, log *slog.Logger) (presence.Prompter, error) {
+	switch mode {
+	case "always":
+		log.Warn("--presence=always: every request is approved without asking anyone; use this for tests only")
+		return presence.Always{Log: log}, nil
+	case "dbus":
+		return nil, errors.New("--presence=dbus: the desktop prompt is not available in this build yet; use --presence=always for testing")
+	}
+	return nil, fmt.Errorf("--presence: unknown mode %q (want dbus or always)", mode)
+}
+
+// loadIdentity reads the installation identity, or makes one on first run.
+// The simulator forgets everything at exit, so it gets a fresh identity
+// every time and nothing is written for it.
+func loadIdentity(dir string, b tpm.Backend, log *slog.Logger) (tpm.Identity, error) {
+	if b.Volatile {
+		return tpm.NewIdentity(), nil
+	}
+	path := filepath.Join(dir, "identity.json")
+	id, err := tpm.LoadIdentity(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("first run: creating a new token identity", "path", path)
+		return tpm.NewIdentity(), nil
+	}
+	return id, err
+}
+
+// serialFor is the USB serial (uniq) the host sees: stable per
+// installation, ASCII, and not the seed itself.
+func serialFor(id tpm.Identity) string {
+	h := sha256.Sum256(append([]byte("tpm-u2f usb serial\x00"), id.Seed[:]...))
+	return strings.ToUpper(hex.EncodeToString(h[:8]))
+}
+
+// lockStateDir creates the state directory (0700) and takes an exclusive
+// lock in it, so that two daemons never share one identity and counter.
+func lockStateDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+	}
+	lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("state directory %s is in use by another tpm-u2f: %w", dir, err)
+	}
+	return func() { lf.Close() }, nil
+}
+
+func logStatsOnSignal(ctx context.Context, m *tpm.Meter, log *slog.Logger) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	defer signal.Stop(c)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c:
+			log.Info("tpm command stats", "commands", m.Snapshot().String())
+		}
+	}
+}
+
+// replugOnSignal power-cycles the key on SIGHUP: the device is re-created
+// and the token forgets everything volatile, as when a key is unplugged.
+func replugOnSignal(ctx context.Context, replug func() error, auth *token.Authenticator, log *slog.Logger) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGHUP)
+	defer signal.Stop(c)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c:
+			auth.PowerCycle()
+			if err := replug(); err != nil {
+				log.Error("re-plug failed", "err", err)
+				continue
+			}
+			log.Info("re-plugged: volatile state dropped")
+		}
+	}
+}

@@ -1,0 +1,157 @@
+// Package webauthnrp is a small WebAuthn relying party built on
+// github.com/go-webauthn/webauthn, playing both the server and the
+// browser's part for a U2F authenticator: it builds the client data,
+// talks to the key through package u2fhost, turns U2F responses into
+// WebAuthn ones the way browsers do ("fido-u2f" attestation), and lets
+// go-webauthn verify them. The demo and the tests use it, so that the
+// token's output is judged by code nobody here wrote.
+package webauthnrp
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+
+	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
+)
+
+// RP is a relying party at https://<rpID>.
+type RP struct {
+	ID     string
+	Origin string
+	wa     *webauthn.WebAuthn
+}
+
+// New returns a relying party for rpID.
+func New(rpID string) (*RP, error) {
+	origin := "https://" + rpID
+	wa, err := webauthn.New(&webauthn.Config{RPID: rpID, RPDisplayName: "tpm-u2f demo", RPOrigins: []string{origin}})
+	if err != nil {
+		return nil, err
+	}
+	return &RP{ID: rpID, Origin: origin, wa: wa}, nil
+}
+
+// User is an account at the relying party.
+type User struct {
+	ID          []byte
+	Name        string
+	Credentials []webauthn.Credential
+}
+
+func (u *User) WebAuthnID() []byte                         { return u.ID }
+func (u *User) WebAuthnName() string                       { return u.Name }
+func (u *User) WebAuthnDisplayName() string                { return u.Name }
+func (u *User) WebAuthnCredentials() []webauthn.Credential { return u.Credentials }
+
+var b64 = base64.RawURLEncoding
+
+func (r *RP) clientData(typ, challenge string) []byte {
+	b, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": r.Origin, "crossOrigin": false})
+	return b
+}
+
+var ctap2 = func() cbor.EncMode {
+	m, err := cbor.CTAP2EncOptions().EncMode()
+	if err != nil {
+		panic(err) // static options
+	}
+	return m
+}()
+
+// Register makes a credential for u on the key behind c and has
+// go-webauthn verify the fido-u2f attestation. The credential is added to
+// u.Credentials.
+func (r *RP) Register(ctx context.Context, c *ctaphid.Client, u *User) (*webauthn.Credential, error) {
+	_, session, err := r.wa.BeginRegistration(u, webauthn.WithConveyancePreference(protocol.PreferDirectAttestation))
+	if err != nil {
+		return nil, err
+	}
+	cd := r.clientData("webauthn.create", session.Challenge)
+	rpHash := sha256.Sum256([]byte(r.ID))
+	reg, err := u2fhost.Register(ctx, c, sha256.Sum256(cd), rpHash)
+	if err != nil {
+		return nil, fmt.Errorf("U2F register: %w", err)
+	}
+	coseKey, err := ctap2.Marshal(map[int]any{1: 2, 3: -7, -1: 1, -2: reg.PublicKeyRaw[1:33], -3: reg.PublicKeyRaw[33:65]})
+	if err != nil {
+		return nil, err
+	}
+	// What a browser builds from a U2F registration (WebAuthn §8.6).
+	authData := append([]byte{}, rpHash[:]...)
+	authData = append(authData, 0x41, 0, 0, 0, 0) // UP | AT, counter 0
+	authData = append(authData, make([]byte, 16)...)
+	authData = append(authData, byte(len(reg.KeyHandle)>>8), byte(len(reg.KeyHandle)))
+	authData = append(authData, reg.KeyHandle...)
+	authData = append(authData, coseKey...)
+	attObj, err := ctap2.Marshal(map[string]any{
+		"fmt":      "fido-u2f",
+		"attStmt":  map[string]any{"sig": reg.Signature, "x5c": [][]byte{reg.CertificateDER}},
+		"authData": authData,
+	})
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{
+		"id": b64.EncodeToString(reg.KeyHandle), "rawId": b64.EncodeToString(reg.KeyHandle), "type": "public-key",
+		"response": map[string]string{"clientDataJSON": b64.EncodeToString(cd), "attestationObject": b64.EncodeToString(attObj)},
+	})
+	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
+	if err != nil {
+		return nil, fmt.Errorf("parse registration: %w", err)
+	}
+	cred, err := r.wa.CreateCredential(u, *session, parsed)
+	if err != nil {
+		return nil, fmt.Errorf("go-webauthn rejected the registration: %w", err)
+	}
+	u.Credentials = append(u.Credentials, *cred)
+	return cred, nil
+}
+
+// Login signs in u with its first credential and has go-webauthn verify
+// the assertion. tamper, for tests, flips a bit of the signature first.
+func (r *RP) Login(ctx context.Context, c *ctaphid.Client, u *User, tamper bool) (*webauthn.Credential, error) {
+	if len(u.Credentials) == 0 {
+		return nil, fmt.Errorf("user %q has no credential", u.Name)
+	}
+	_, session, err := r.wa.BeginLogin(u)
+	if err != nil {
+		return nil, err
+	}
+	cd := r.clientData("webauthn.get", session.Challenge)
+	rpHash := sha256.Sum256([]byte(r.ID))
+	handle := u.Credentials[0].ID
+	a, err := u2fhost.Authenticate(ctx, c, sha256.Sum256(cd), rpHash, handle, 0x03)
+	if err != nil {
+		return nil, fmt.Errorf("U2F authenticate: %w", err)
+	}
+	authData := append(append([]byte{}, rpHash[:]...), a.FlagsAndCounter...)
+	sig := append([]byte(nil), a.Signature...)
+	if tamper {
+		sig[len(sig)-1] ^= 1
+	}
+	body, _ := json.Marshal(map[string]any{
+		"id": b64.EncodeToString(handle), "rawId": b64.EncodeToString(handle), "type": "public-key",
+		"response": map[string]string{
+			"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(authData),
+			"signature": b64.EncodeToString(sig),
+		},
+	})
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
+	if err != nil {
+		return nil, fmt.Errorf("parse assertion: %w", err)
+	}
+	cred, err := r.wa.ValidateLogin(u, *session, parsed)
+	if err != nil {
+		return nil, fmt.Errorf("go-webauthn rejected the login: %w", err)
+	}
+	u.Credentials[0].Authenticator.SignCount = cred.Authenticator.SignCount
+	return cred, nil
+}

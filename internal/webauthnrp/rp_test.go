@@ -1,0 +1,79 @@
+package webauthnrp_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
+	"github.com/tpm-u2f/tpm-u2f/internal/webauthnrp"
+	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/token"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid/hidtest"
+	"github.com/tpm-u2f/tpm-u2f/tpm"
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
+)
+
+func client(t *testing.T) *ctaphid.Client {
+	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}})
+	dev, host := hidtest.NewPipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); ctaphid.NewServer(dev, a, ctaphid.Options{}).Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; host.Close(); a.Close() })
+	c := ctaphid.NewClient(host)
+	if err := c.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRegisterAndLoginVerifiedByGoWebauthn(t *testing.T) {
+	c := client(t)
+	ctx := context.Background()
+	rp, err := webauthnrp.New("example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &webauthnrp.User{ID: []byte("user-1"), Name: "bob"}
+	cred, err := rp.Register(ctx, c, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.AttestationFormat != "fido-u2f" {
+		t.Errorf("attestation format %q", cred.AttestationFormat)
+	}
+	first, err := rp.Login(ctx, c, u, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := rp.Login(ctx, c, u, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Authenticator.SignCount <= first.Authenticator.SignCount {
+		t.Errorf("counter %d then %d", first.Authenticator.SignCount, second.Authenticator.SignCount)
+	}
+	if _, err := rp.Login(ctx, c, u, true); err == nil {
+		t.Fatal("tampered signature verified")
+	}
+	// Check-only for our handle answers 0x6985, as U2F says.
+	var se *u2fhost.StatusError
+	_, err = u2fhost.Authenticate(ctx, c, [32]byte{}, [32]byte(rpHash("example.org")), cred.ID, 0x07)
+	if !errors.As(err, &se) || se.SW != 0x6985 {
+		t.Fatalf("check-only: %v", err)
+	}
+	other, _ := webauthnrp.New("other.example")
+	if _, err := other.Login(ctx, c, &webauthnrp.User{ID: u.ID, Name: "bob", Credentials: u.Credentials}, false); err == nil || !strings.Contains(err.Error(), "6A80") {
+		t.Fatalf("credential used for another RP: %v", err)
+	}
+}
+
+func rpHash(id string) []byte {
+	h := sha256.Sum256([]byte(id))
+	return h[:]
+}
