@@ -83,6 +83,16 @@ func ParseAPDU(b []byte) (*APDU, error) {
 		return a, nil
 	}
 	if n == 0 {
+		// An extended Lc of zero followed by a two-byte Le: not in ISO
+		// 7816-4, but python-fido2 and others send VERSION this way and
+		// shipping keys accept it.
+		if len(rest) == 2 {
+			a.Le = int(rest[0])<<8 | int(rest[1])
+			if a.Le == 0 {
+				a.Le = 65536
+			}
+			return a, nil
+		}
 		return nil, apduErr(SWWrongLength, "extended Lc of zero with data")
 	}
 	switch len(rest) {

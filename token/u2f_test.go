@@ -184,6 +184,7 @@ func TestBadRequests(t *testing.T) {
 		{"INS", []byte{0, 0x42, 0, 0}, token.SWInsNotSupported},
 		{"version", []byte{0, 0x03, 0, 0}, token.SWNoError},
 		{"version extended Le", []byte{0, 0x03, 0, 0, 0, 0, 0}, token.SWNoError},
+		{"version as python-fido2 sends it (Lc 0, Le)", []byte{0, 0x03, 0, 0, 0, 0, 0, 0, 0}, token.SWNoError},
 		{"version with data", apdu(0x03, 0, []byte{1}, false), token.SWWrongLength},
 		{"short Lc mismatch", []byte{0, 0x01, 0, 0, 64, 1, 2}, token.SWWrongLength},
 		{"extended Lc mismatch", []byte{0, 0x01, 0, 0, 0, 0, 64, 1}, token.SWWrongLength},

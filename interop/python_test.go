@@ -1,0 +1,46 @@
+package interop
+
+import (
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
+)
+
+// pythonWithFido2 finds an interpreter that can import python-fido2
+// (Debian's python3-fido2; a pyenv python3 first on PATH may lack it).
+func pythonWithFido2(t *testing.T) string {
+	for _, p := range []string{"/usr/bin/python3", "python3"} {
+		if err := exec.Command(p, "-c", "import fido2, cryptography").Run(); err == nil {
+			return p
+		}
+	}
+	tpmtest.SkipMissing(t, "no python3 with fido2 (apt-get install python3-fido2)")
+	return ""
+}
+
+func runPythonU2F(t *testing.T, tpmSpec string) {
+	py := pythonWithFido2(t)
+	addr, stop := startDaemon(t, "--tpm", tpmSpec)
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command(py, "python/u2f_udp.py", host, port).CombinedOutput()
+	t.Logf("python-fido2:\n%s", out)
+	if err != nil {
+		t.Fatalf("python-fido2 interop failed: %v", err)
+	}
+	if !strings.Contains(string(out), " 0 failed") {
+		t.Fatal("python-fido2 did not report its summary line")
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("daemon exit after SIGTERM: %v", err)
+	}
+}
+
+// TestPythonFido2U2F: python-fido2's own CTAPHID and CTAP1 code registers
+// and authenticates against the daemon on the embedded simulator.
+func TestPythonFido2U2F(t *testing.T) { runPythonU2F(t, "sim") }
+
+// TestPythonFido2U2FOnSWTPM does the same with swtpm as the TPM.
+func TestPythonFido2U2FOnSWTPM(t *testing.T) { runPythonU2F(t, tpmtest.SWTPM(t)) }
