@@ -55,9 +55,16 @@ func freeUDPPort(t *testing.T) string {
 // startDaemon runs `tpm-u2f run` on a loopback UDP port and waits for its
 // ready line. stop sends SIGTERM and returns the exit error.
 func startDaemon(t *testing.T, extraArgs ...string) (addr string, stop func() error) {
+	addr, stop, _ = startDaemonIn(t, t.TempDir(), extraArgs...)
+	return addr, stop
+}
+
+// startDaemonIn is startDaemon with a given state directory; kill ends the
+// daemon with SIGKILL, as a crash would.
+func startDaemonIn(t *testing.T, state string, extraArgs ...string) (addr string, stop func() error, kill func()) {
 	t.Helper()
 	addr = freeUDPPort(t)
-	args := append([]string{"run", "--transport", "udp:" + addr, "--presence", "always", "--state", t.TempDir()}, extraArgs...)
+	args := append([]string{"run", "--transport", "udp:" + addr, "--presence", "always", "--state", state}, extraArgs...)
 	cmd := exec.Command(binary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -102,5 +109,6 @@ func startDaemon(t *testing.T, extraArgs ...string) (addr string, stop func() er
 		return exitErr
 	}
 	t.Cleanup(func() { stop() })
-	return addr, stop
+	kill = func() { cmd.Process.Kill(); stop() }
+	return addr, stop, kill
 }

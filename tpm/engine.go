@@ -25,6 +25,11 @@ type Options struct {
 	// CounterBlock is how many signature counter values one NV increment
 	// reserves (see counter.go). Default 1024.
 	CounterBlock uint32
+	// FlushStale flushes every transient object and session already on
+	// the TPM when the engine starts. Only for a bare TPM (no resource
+	// manager) that tpm-u2f has to itself: there, nothing else reclaims
+	// what a crashed daemon left loaded, and three leftovers fill the TPM.
+	FlushStale bool
 }
 
 // Engine runs tpm-u2f's TPM operations on one connection. It is safe for
@@ -67,6 +72,9 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 	e := &Engine{t: t, log: opt.Logger, opt: opt, id: id}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if opt.FlushStale {
+		e.flushStale()
+	}
 	if err := e.createPrimary(); err != nil {
 		return nil, id, err
 	}
@@ -263,4 +271,32 @@ func (e *Engine) closeLocked() error {
 		e.flush(e.srk.Handle)
 	}
 	return nil
+}
+
+// flushStale flushes the transient objects and sessions a crashed process
+// left on a bare TPM.
+func (e *Engine) flushStale() {
+	n := 0
+	for _, ht := range []tpm2.TPMHT{tpm2.TPMHTTransient, tpm2.TPMHTHMACSession, tpm2.TPMHTPolicySession} {
+		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(ht) << 24, PropertyCount: 64}.Execute(e.t)
+		if err != nil {
+			e.log.Warn("tpm: cannot list handles to flush", "err", err)
+			return
+		}
+		handles, err := rsp.CapabilityData.Data.Handles()
+		if err != nil {
+			return
+		}
+		for _, h := range handles.Handle {
+			if uint32(h)>>24 != uint32(ht) {
+				continue
+			}
+			if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(e.t); err == nil {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		e.log.Warn("tpm: flushed handles left on the bare TPM (a crashed daemon, or another program: a TPM without a resource manager cannot be shared)", "handles", n)
+	}
 }

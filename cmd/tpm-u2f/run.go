@@ -109,7 +109,9 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log})
+	// A bare TPM (swtpm, the simulator, /dev/tpm0) has no resource manager
+	// to reclaim what a crashed daemon left loaded; we clean up at start.
+	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log, FlushStale: backend.Bare})
 	if err != nil {
 		return err
 	}
