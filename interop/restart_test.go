@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"errors"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"testing"
@@ -28,7 +29,8 @@ func dial(t *testing.T, ctx context.Context, addr string) *ctaphid.Client {
 
 // TestKilledDaemonKeepsCredentialsAndCounter kills the daemon on swtpm
 // with SIGKILL several times: its credentials keep working with the same
-// state directory and the signature counter always moves forward.
+// state directory, the signature counter always moves forward, and a
+// request signed before a kill is refused after it (the replay store).
 func TestKilledDaemonKeepsCredentialsAndCounter(t *testing.T) {
 	spec := tpmtest.SWTPM(t)
 	state := t.TempDir()
@@ -42,8 +44,17 @@ func TestKilledDaemonKeepsCredentialsAndCounter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last uint32
+	var lastChal [32]byte
 	for round := range 4 {
 		c := dial(t, ctx, addr)
+		if round > 0 {
+			// The last request signed before the kill is still refused.
+			_, err := u2fhost.Authenticate(ctx, c, lastChal, app, reg.KeyHandle, 0x03)
+			var se *u2fhost.StatusError
+			if !errors.As(err, &se) || se.SW != 0x6a80 {
+				t.Fatalf("round %d: replay of a request signed before SIGKILL: %v", round, err)
+			}
+		}
 		for i := range 3 {
 			chal := sha256.Sum256([]byte{byte(round), byte(i)})
 			a, err := u2fhost.Authenticate(ctx, c, chal, app, reg.KeyHandle, 0x03)
@@ -58,7 +69,7 @@ func TestKilledDaemonKeepsCredentialsAndCounter(t *testing.T) {
 			if a.Counter <= last {
 				t.Fatalf("round %d: counter %d after %d", round, a.Counter, last)
 			}
-			last = a.Counter
+			last, lastChal = a.Counter, chal
 		}
 		kill()
 		addr, _, kill = startDaemonIn(t, state, "--tpm", spec)

@@ -15,8 +15,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
@@ -28,6 +30,7 @@ type runFlags struct {
 	presence  string
 	state     string
 	stats     bool
+	window    time.Duration
 	logLevel  string
 	hidName   string
 	vendor    uint
@@ -59,6 +62,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.transport, "transport", "uhid", "how hosts reach the key: uhid (/dev/uhid), or udp:HOST:PORT (loopback only; for development and test clients)")
 	fs.StringVar(&f.presence, "presence", "dbus", "how user presence is confirmed: dbus (desktop prompt), or always (approve everything: tests only)")
 	fs.StringVar(&f.state, "state", defaultStateDir(), "state directory (identity, replay store); created 0700")
+	fs.DurationVar(&f.window, "replay-window", 10*time.Minute, "refuse to sign the same request again within this time")
 	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times on SIGUSR1 and at exit")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.hidName, "hid-name", "tpm-u2f security key", "USB product name the host sees")
@@ -126,7 +130,16 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		go logStatsOnSignal(ctx, meter, log)
 	}
 
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Logger: log})
+	store, err := replay.Open(filepath.Join(f.state, "replay.log"), replay.Options{Window: f.window, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if st := store.Status(); !st.Healthy {
+		log.Error("replay store is failing closed: no signatures until the window has passed", "until", st.FailClosedUntil)
+	}
+
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Logger: log})
 	defer auth.Close()
 
 	tr, replug, err := openTransport(f, serialFor(id), log)

@@ -115,6 +115,11 @@ def main():
         check("counter increases (%d > %d)" % (sig.counter, last), sig.counter > last)
         last = sig.counter
 
+    # The replay store: the very same request, answered once, is refused
+    # (0x6A80) rather than signed a second time.
+    code = apdu_code(ctap1.authenticate, chal, app, reg.key_handle)
+    check("a replayed authentication is refused with 0x6A80", code == APDU.WRONG_DATA, hex(code))
+
     code = apdu_code(ctap1.authenticate, client, app, reg.key_handle, check_only=True)
     check("check-only on our handle answers 0x6985", code == APDU.USE_NOT_SATISFIED, hex(code))
     other = hashlib.sha256(b"https://evil.example").digest()
