@@ -2,9 +2,9 @@ package interop
 
 import (
 	"context"
-	"errors"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"errors"
 	"testing"
 	"time"
 
