@@ -86,6 +86,18 @@ type credential struct {
 	pub     *ecdsa.PublicKey
 }
 
+// publicLayout is our credential template marshalled with a zero binding
+// and a zero point. Every public area we make has exactly this layout; a
+// credential's public area must equal it except for the binding (which
+// must be rp's) and the point, so checking one is a byte comparison — no
+// general TPM structure decoder ever sees untrusted bytes.
+var publicLayout = tpm2.Marshal(credentialTemplate([32]byte{}))
+
+const (
+	policyOffset = 2 + 2 + 4 + 2 // type, nameAlg, objectAttributes, authPolicy size
+	pointSize    = 2 + 32 + 2 + 32
+)
+
 // parseCredential checks a credential ID against rp without the TPM. Every
 // failure is ErrForeignCredential.
 func parseCredential(id []byte, rp [32]byte) (*credential, error) {
@@ -101,37 +113,25 @@ func parseCredential(id []byte, rp [32]byte) (*credential, error) {
 		return nil, ErrForeignCredential
 	}
 	c := &credential{public: id[3 : 3+n], private: id[5+n:]}
-	pub, err := unmarshalPublic(c.public)
-	if err != nil {
+	pub := c.public
+	if len(pub) != len(publicLayout) {
 		return nil, ErrForeignCredential
 	}
-	want := credentialTemplate(rp)
-	if pub.Type != want.Type || pub.NameAlg != want.NameAlg ||
-		pub.ObjectAttributes != want.ObjectAttributes ||
-		!bytes.Equal(pub.AuthPolicy.Buffer, want.AuthPolicy.Buffer) {
+	binding := Binding(rp)
+	point := len(pub) - pointSize
+	if !bytes.Equal(pub[:policyOffset], publicLayout[:policyOffset]) ||
+		!bytes.Equal(pub[policyOffset:policyOffset+32], binding[:]) ||
+		!bytes.Equal(pub[policyOffset+32:point], publicLayout[policyOffset+32:point]) ||
+		pub[point] != 0 || pub[point+1] != 32 || pub[point+34] != 0 || pub[point+35] != 32 {
 		return nil, ErrForeignCredential
 	}
-	// A re-marshalled public area that differs from the bytes we were
-	// given means trailing or non-canonical bytes: not something we made.
-	if !bytes.Equal(tpm2.Marshal(*pub), c.public) {
+	x, y := pub[point+2:point+34], pub[point+36:]
+	raw := append(append([]byte{4}, x...), y...)
+	if _, err := ecdh.P256().NewPublicKey(raw); err != nil {
 		return nil, ErrForeignCredential
 	}
-	if c.pub, err = eccPublic(pub); err != nil {
-		return nil, ErrForeignCredential
-	}
+	c.pub = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
 	return c, nil
-}
-
-// unmarshalPublic parses untrusted bytes. go-tpm's reflection-based decoder
-// is not written for hostile input, so a panic in it is turned into an
-// error here rather than taking the daemon down.
-func unmarshalPublic(b []byte) (pub *tpm2.TPMTPublic, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			pub, err = nil, fmt.Errorf("tpm: malformed public area")
-		}
-	}()
-	return tpm2.Unmarshal[tpm2.TPMTPublic](b)
 }
 
 func eccPublic(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
