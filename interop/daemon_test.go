@@ -63,9 +63,18 @@ func startDaemon(t *testing.T, extraArgs ...string) (addr string, stop func() er
 // daemon with SIGKILL, as a crash would.
 func startDaemonIn(t *testing.T, state string, extraArgs ...string) (addr string, stop func() error, kill func()) {
 	t.Helper()
+	addr, stop, kill, _ = startDaemonEnv(t, state, nil, extraArgs...)
+	return addr, stop, kill
+}
+
+// startDaemonEnv is startDaemonIn with extra environment variables; exited
+// is closed when the daemon process ends.
+func startDaemonEnv(t *testing.T, state string, env []string, extraArgs ...string) (addr string, stop func() error, kill func(), exited <-chan struct{}) {
+	t.Helper()
 	addr = freeUDPPort(t)
 	args := append([]string{"run", "--transport", "udp:" + addr, "--presence", "always", "--state", state}, extraArgs...)
 	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -92,23 +101,26 @@ func startDaemonIn(t *testing.T, state string, extraArgs ...string) (addr string
 		cmd.Process.Kill()
 		t.Fatal("daemon not ready after 30 s")
 	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	var once sync.Once
 	var exitErr error
 	stop = func() error {
 		once.Do(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
 			select {
-			case exitErr = <-done:
+			case <-done:
+				exitErr = waitErr
 			case <-time.After(10 * time.Second):
 				cmd.Process.Kill()
+				<-done
 				exitErr = fmt.Errorf("daemon did not stop within 10 s of SIGTERM")
 			}
 		})
 		return exitErr
 	}
 	t.Cleanup(func() { stop() })
-	kill = func() { cmd.Process.Kill(); stop() }
-	return addr, stop, kill
+	kill = func() { cmd.Process.Kill(); <-done; stop() }
+	return addr, stop, kill, done
 }

@@ -22,5 +22,14 @@ func (a *Authenticator) recordReplay(key [32]byte) error {
 		// could let the same request be signed again after a crash.
 		return fmt.Errorf("replay store: record: %w", err)
 	}
+	if TestOnlyAfterReplayRecord != nil {
+		TestOnlyAfterReplayRecord()
+	}
 	return nil
 }
+
+// TestOnlyAfterReplayRecord, when set, runs after a signature's replay
+// record is durable and before the response leaves. The crash trials set
+// it (through cmd/tpm-u2f's TPM_U2F_TEST_CRASH_AFTER_RECORD) to kill the
+// daemon at exactly that point.
+var TestOnlyAfterReplayRecord func()

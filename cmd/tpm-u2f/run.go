@@ -87,6 +87,12 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 func run(ctx context.Context, f runFlags, log *slog.Logger) error {
+	if os.Getenv("TPM_U2F_TEST_CRASH_AFTER_RECORD") != "" {
+		// Crash trials only: die like SIGKILL after a signature's replay
+		// record is on disk and before its response is sent.
+		log.Warn("TPM_U2F_TEST_CRASH_AFTER_RECORD is set: the daemon exits after the first signature it records")
+		token.TestOnlyAfterReplayRecord = func() { os.Exit(137) }
+	}
 	prompter, err := newPrompter(f.presence, log)
 	if err != nil {
 		return err
