@@ -8,36 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpm-u2f/tpm-u2f/internal/tokentest"
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
-	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
-	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
-	"github.com/tpm-u2f/tpm-u2f/token/ctaphid/hidtest"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
-
-// serve runs a token on e over an in-memory CTAPHID pipe and returns a
-// client with a channel allocated.
-func serve(tb testing.TB, e *tpm.Engine, guard token.ReplayGuard) *ctaphid.Client {
-	tb.Helper()
-	cfg := token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}}
-	if guard != nil {
-		cfg.Replay = guard
-	}
-	a := token.New(cfg)
-	dev, host := hidtest.NewPipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ctaphid.NewServer(dev, a, ctaphid.Options{}).Serve(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done; host.Close(); a.Close() })
-	c := ctaphid.NewClient(host)
-	if err := c.Init(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
 
 // BenchmarkU2F measures a warm U2F authenticate and register end to end
 // (APDU over CTAPHID over the in-memory transport, through the token, on
@@ -64,7 +41,7 @@ func BenchmarkU2F(b *testing.B) {
 				guard token.ReplayGuard
 			}{{"authenticate", nil}, {"authenticate+replay-store", store}} {
 				b.Run(v.name, func(b *testing.B) {
-					c := serve(b, e, v.guard)
+					c := tokentest.Serve(b, e, v.guard)
 					ctx := context.Background()
 					reg, err := u2fhost.Register(ctx, c, [32]byte{}, app)
 					if err != nil {
@@ -84,7 +61,7 @@ func BenchmarkU2F(b *testing.B) {
 				})
 			}
 			b.Run("register", func(b *testing.B) {
-				c := serve(b, e, nil)
+				c := tokentest.Serve(b, e, nil)
 				tpmtest.Measure(b, meter, func() error {
 					_, err := u2fhost.Register(context.Background(), c, [32]byte{}, app)
 					return err

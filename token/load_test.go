@@ -46,7 +46,7 @@ func TestConcurrentChannelsUDP(t *testing.T) {
 					defer stop()
 				}
 				loadRun(t, e, 32, perClient)
-				assertNoLockout(t, shared)
+				tpmtest.AssertNoLockout(t, shared)
 			})
 		}
 	}

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
@@ -381,24 +379,5 @@ func TestReplayedAuthenticateRefused(t *testing.T) {
 			t.Fatalf("distinct challenge never signed: SW %04X", sw(rsp))
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// assertNoLockout checks that the TPM's dictionary-attack failure counter
-// is 0.
-func assertNoLockout(t *testing.T, tp transport.TPM) {
-	t.Helper()
-	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapTPMProperties, Property: uint32(tpm2.TPMPTLockoutCounter), PropertyCount: 1}.Execute(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	props, err := rsp.CapabilityData.Data.TPMProperties()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range props.TPMProperty {
-		if p.Property == tpm2.TPMPTLockoutCounter && p.Value != 0 {
-			t.Errorf("TPM lockout counter = %d, want 0", p.Value)
-		}
 	}
 }

@@ -278,25 +278,32 @@ func (e *Engine) closeLocked() error {
 func (e *Engine) flushStale() {
 	n := 0
 	for _, ht := range []tpm2.TPMHT{tpm2.TPMHTTransient, tpm2.TPMHTHMACSession, tpm2.TPMHTPolicySession} {
-		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(ht) << 24, PropertyCount: 64}.Execute(e.t)
-		if err != nil {
-			e.log.Warn("tpm: cannot list handles to flush", "err", err)
-			return
-		}
-		handles, err := rsp.CapabilityData.Data.Handles()
-		if err != nil {
-			return
-		}
-		for _, h := range handles.Handle {
-			if uint32(h)>>24 != uint32(ht) {
-				continue
-			}
-			if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(e.t); err == nil {
-				n++
-			}
-		}
+		n += FlushAll(e.t, ht)
 	}
 	if n > 0 {
 		e.log.Warn("tpm: flushed handles left on the bare TPM (a crashed daemon, or another program: a TPM without a resource manager cannot be shared)", "handles", n)
 	}
+}
+
+// FlushAll flushes every loaded handle of one type (transient objects,
+// HMAC sessions, ...) on t and returns how many it flushed.
+func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(ht) << 24, PropertyCount: 64}.Execute(t)
+	if err != nil {
+		return 0
+	}
+	handles, err := rsp.CapabilityData.Data.Handles()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, h := range handles.Handle {
+		if uint32(h)>>24 != uint32(ht) {
+			continue
+		}
+		if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(t); err == nil {
+			n++
+		}
+	}
+	return n
 }

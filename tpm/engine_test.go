@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
@@ -119,26 +118,7 @@ func TestTamperedPrivateAndOtherInstallationRejected(t *testing.T) {
 	if _, err := sign(e, id, rp("example.org"), "still fine"); err != nil {
 		t.Errorf("good credential after rejections: %v", err)
 	}
-	assertNoLockout(t, sim)
-}
-
-// assertNoLockout checks that the TPM's dictionary-attack failure counter
-// did not move.
-func assertNoLockout(t *testing.T, tp transport.TPM) {
-	t.Helper()
-	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapTPMProperties, Property: uint32(tpm2.TPMPTLockoutCounter), PropertyCount: 1}.Execute(tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	props, err := rsp.CapabilityData.Data.TPMProperties()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range props.TPMProperty {
-		if p.Property == tpm2.TPMPTLockoutCounter && p.Value != 0 {
-			t.Errorf("TPM lockout counter = %d, want 0", p.Value)
-		}
-	}
+	tpmtest.AssertNoLockout(t, sim)
 }
 
 func TestCounterNeverRepeatsAcrossRestarts(t *testing.T) {

@@ -75,7 +75,7 @@ func TestFaultsRecovered(t *testing.T) {
 			if r.started() != mid {
 				t.Error("the pool did not keep the replacement session")
 			}
-			assertNoLockout(t, r.sim)
+			tpmtest.AssertNoLockout(t, r.sim)
 		})
 	}
 }
@@ -208,5 +208,5 @@ func TestNoisyNeighbour(t *testing.T) {
 	}
 	close(stop)
 	<-done
-	assertNoLockout(t, r.sim)
+	tpmtest.AssertNoLockout(t, r.sim)
 }

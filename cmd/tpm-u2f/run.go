@@ -133,7 +133,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	if f.stats {
 		defer func() { log.Info("tpm command stats", "commands", meter.Snapshot().String()) }()
-		go logStatsOnSignal(ctx, meter, log)
+		go onSignal(ctx, syscall.SIGUSR1, func() { log.Info("tpm command stats", "commands", meter.Snapshot().String()) })
 	}
 
 	store, err := replay.Open(filepath.Join(f.state, "replay.log"), replay.Options{Window: f.window, Logger: log})
@@ -148,12 +148,12 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Logger: log})
 	defer auth.Close()
 
-	tr, replug, err := openTransport(f, serialFor(id), log)
+	tr, replugDevice, err := openTransport(f, serialFor(id), log)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	go replugOnSignal(ctx, replug, auth, log)
+	go onSignal(ctx, syscall.SIGHUP, func() { replug(replugDevice, auth, log) })
 
 	srv := ctaphid.NewServer(tr, auth, ctaphid.Options{
 		Capabilities:  ctaphid.CapWink,
@@ -222,37 +222,28 @@ func lockStateDir(dir string) (func(), error) {
 	return func() { lf.Close() }, nil
 }
 
-func logStatsOnSignal(ctx context.Context, m *tpm.Meter, log *slog.Logger) {
+// onSignal calls fn for every sig until ctx ends.
+func onSignal(ctx context.Context, sig os.Signal, fn func()) {
 	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGUSR1)
+	signal.Notify(c, sig)
 	defer signal.Stop(c)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c:
-			log.Info("tpm command stats", "commands", m.Snapshot().String())
+			fn()
 		}
 	}
 }
 
-// replugOnSignal power-cycles the key on SIGHUP: the device is re-created
-// and the token forgets everything volatile, as when a key is unplugged.
-func replugOnSignal(ctx context.Context, replug func() error, auth *token.Authenticator, log *slog.Logger) {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGHUP)
-	defer signal.Stop(c)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c:
-			auth.PowerCycle()
-			if err := replug(); err != nil {
-				log.Error("re-plug failed", "err", err)
-				continue
-			}
-			log.Info("re-plugged: volatile state dropped")
-		}
+// replug power-cycles the key: the device is re-created and the token
+// forgets everything volatile, as when a key is unplugged.
+func replug(dev func() error, auth *token.Authenticator, log *slog.Logger) {
+	auth.PowerCycle()
+	if err := dev(); err != nil {
+		log.Error("re-plug failed", "err", err)
+		return
 	}
+	log.Info("re-plugged: volatile state dropped")
 }

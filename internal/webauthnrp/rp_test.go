@@ -7,29 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tpm-u2f/tpm-u2f/internal/tokentest"
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
 	"github.com/tpm-u2f/tpm-u2f/internal/webauthnrp"
-	"github.com/tpm-u2f/tpm-u2f/presence"
-	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
-	"github.com/tpm-u2f/tpm-u2f/token/ctaphid/hidtest"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
 
 func client(t *testing.T) *ctaphid.Client {
-	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
-	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}})
-	dev, host := hidtest.NewPipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); ctaphid.NewServer(dev, a, ctaphid.Options{}).Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; host.Close(); a.Close() })
-	c := ctaphid.NewClient(host)
-	if err := c.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return tokentest.Serve(t, tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{}), nil)
 }
 
 func TestRegisterAndLoginVerifiedByGoWebauthn(t *testing.T) {

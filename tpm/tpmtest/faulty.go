@@ -1,8 +1,11 @@
 package tpmtest
 
 import (
+	"testing"
+
 	"encoding/binary"
 	"errors"
+	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"sync"
 
 	"github.com/google/go-tpm/tpm2"
@@ -126,27 +129,26 @@ func (f *Faulty) Send(cmd []byte) ([]byte, error) {
 	return f.next.Send(cmd)
 }
 
-// FlushAll flushes every loaded handle of one type (transient objects,
-// HMAC sessions, ...) on t.
-func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
-	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(ht) << 24, PropertyCount: 64}.Execute(t)
+// FlushAll flushes every loaded handle of one type on t (tpm.FlushAll).
+func FlushAll(t transport.TPM, ht tpm2.TPMHT) int { return tpm.FlushAll(t, ht) }
+
+// AssertNoLockout fails the test unless the TPM's dictionary-attack
+// failure counter is 0.
+func AssertNoLockout(tb testing.TB, t transport.TPM) {
+	tb.Helper()
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapTPMProperties, Property: uint32(tpm2.TPMPTLockoutCounter), PropertyCount: 1}.Execute(t)
 	if err != nil {
-		return 0
+		tb.Fatal(err)
 	}
-	handles, err := rsp.CapabilityData.Data.Handles()
+	props, err := rsp.CapabilityData.Data.TPMProperties()
 	if err != nil {
-		return 0
+		tb.Fatal(err)
 	}
-	n := 0
-	for _, h := range handles.Handle {
-		if uint32(h)>>24 != uint32(ht) {
-			continue
-		}
-		if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(t); err == nil {
-			n++
+	for _, p := range props.TPMProperty {
+		if p.Property == tpm2.TPMPTLockoutCounter && p.Value != 0 {
+			tb.Errorf("TPM lockout counter = %d, want 0", p.Value)
 		}
 	}
-	return n
 }
 
 // Locked serialises Send on a transport that is not safe for concurrent
