@@ -72,6 +72,7 @@ func startDaemonIn(t *testing.T, state string, extraArgs ...string) (addr string
 func startDaemonEnv(t *testing.T, state string, env []string, extraArgs ...string) (addr string, stop func() error, kill func(), exited <-chan struct{}) {
 	t.Helper()
 	addr = freeUDPPort(t)
+	// The last --presence given wins, so callers may override "always".
 	args := append([]string{"run", "--transport", "udp:" + addr, "--presence", "always", "--state", state}, extraArgs...)
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)

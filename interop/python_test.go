@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
 
@@ -21,9 +23,9 @@ func pythonWithFido2(t *testing.T) string {
 	return ""
 }
 
-func runPythonU2F(t *testing.T, tpmSpec string) {
+func runPythonU2F(t *testing.T, tpmSpec string, env []string, extraArgs ...string) {
 	py := pythonWithFido2(t)
-	addr, stop := startDaemon(t, "--tpm", tpmSpec)
+	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), env, append([]string{"--tpm", tpmSpec}, extraArgs...)...)
 	host, port, _ := net.SplitHostPort(addr)
 	out, err := exec.Command(py, "python/u2f_udp.py", host, port).CombinedOutput()
 	t.Logf("python-fido2:\n%s", out)
@@ -40,7 +42,25 @@ func runPythonU2F(t *testing.T, tpmSpec string) {
 
 // TestPythonFido2U2F: python-fido2's own CTAPHID and CTAP1 code registers
 // and authenticates against the daemon on the embedded simulator.
-func TestPythonFido2U2F(t *testing.T) { runPythonU2F(t, "sim") }
+func TestPythonFido2U2F(t *testing.T) { runPythonU2F(t, "sim", nil) }
 
 // TestPythonFido2U2FOnSWTPM does the same with swtpm as the TPM.
-func TestPythonFido2U2FOnSWTPM(t *testing.T) { runPythonU2F(t, tpmtest.SWTPM(t)) }
+func TestPythonFido2U2FOnSWTPM(t *testing.T) { runPythonU2F(t, tpmtest.SWTPM(t), nil) }
+
+// TestPythonFido2U2FWithDesktopPrompt runs the same client against the
+// daemon's default presence mode: each registration and authentication
+// shows a desktop notification on a real (private) session bus, and a
+// test notification server clicks Allow; python-fido2 polls meanwhile.
+func TestPythonFido2U2FWithDesktopPrompt(t *testing.T) {
+	bus := notifytest.SessionBus(t)
+	n := &notifytest.Server{Caps: []string{"actions", "body"}, Answer: "allow", Delay: 150 * time.Millisecond}
+	n.Serve(t, bus)
+	runPythonU2F(t, "sim", []string{"DBUS_SESSION_BUS_ADDRESS=" + bus}, "--presence", "dbus")
+	shown := n.Shown()
+	if len(shown) != 3 { // one registration, two authentications
+		t.Fatalf("%d prompts shown, want 3: %q", len(shown), shown)
+	}
+	for _, s := range shown {
+		t.Logf("prompt: %s", s)
+	}
+}

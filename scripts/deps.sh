@@ -6,7 +6,8 @@ set -euo pipefail
 
 # gcc + libssl-dev: the embedded TPM simulator (cgo).
 # swtpm: the swtpm backend tests. python3-fido2: the interop tests.
-pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2)
+# dbus-daemon: the desktop prompt tests (a private session bus).
+pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon)
 
 missing=()
 for p in "${pkgs[@]}"; do

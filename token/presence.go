@@ -60,6 +60,24 @@ func requestKey(parts ...[]byte) [32]byte {
 	return k
 }
 
+// wouldPrompt reports whether check would start a new prompt for key: no
+// prompt is running or answered for it, and none for another request is
+// pending. The caller then makes sure the request can succeed first.
+func (g *presenceGate) wouldPrompt(key [32]byte) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.current
+	if p == nil {
+		return true
+	}
+	select {
+	case <-p.done:
+		return p.key != key && g.now().After(p.until)
+	default:
+		return false
+	}
+}
+
 // check returns nil when the request identified by key may proceed (and
 // uses up its approval), errPresenceRequired while a prompt for it is
 // pending or after a denial, and starts a prompt when none is running. It

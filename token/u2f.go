@@ -165,14 +165,34 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 		if err := a.keys.Precheck(handle, app); err != nil {
 			return nil, credentialErr(err)
 		}
-		if err := a.gate.check(requestKey([]byte{insAuthenticate}, data),
-			presence.Request{Operation: "sign in", RelyingParty: AppIDName(app)}, a.cfg.PromptGrace); err != nil {
+	}
+	presenceKey := requestKey([]byte{insAuthenticate}, data)
+	ask := presence.Request{Operation: "sign in", RelyingParty: AppIDName(app)}
+	if up == 1 && a.gate.wouldPrompt(presenceKey) {
+		// Only the TPM can tell a tampered key handle from ours, so the
+		// key is loaded before the user is asked, and if the answer comes
+		// within the grace period the same load signs: no extra command.
+		return a.sign(handle, app, challenge, up, replayKey, func() error {
+			if err := a.gate.check(presenceKey, ask, a.cfg.PromptGrace); err != nil {
+				return apduErr(SWConditionsNotSatisfied, err.Error())
+			}
+			return nil
+		})
+	}
+	if up == 1 {
+		if err := a.gate.check(presenceKey, ask, a.cfg.PromptGrace); err != nil {
 			return nil, apduErr(SWConditionsNotSatisfied, err.Error())
 		}
 	}
+	return a.sign(handle, app, challenge, up, replayKey, nil)
+}
+
+// sign makes the U2F authentication signature. approve, when set, runs
+// with the key loaded, before the signature.
+func (a *Authenticator) sign(handle []byte, app [32]byte, challenge []byte, up byte, replayKey [32]byte, approve func() error) ([]byte, error) {
 	// The counter is taken before the key is loaded: a value lost to a
-	// failed signature is a harmless gap, and the TPM lock is not held
-	// across two operations.
+	// failed signature or a prompt not yet answered is a harmless gap, and
+	// the TPM lock is not held across two operations.
 	counter, err := a.keys.NextCounter()
 	if err != nil {
 		return nil, err
@@ -186,6 +206,11 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	d.Write(challenge)
 	var sig []byte
 	err = a.keys.UseCredential(handle, app, func(k crypto.Signer) (err error) {
+		if approve != nil {
+			if err := approve(); err != nil {
+				return err
+			}
+		}
 		sig, err = k.Sign(rand.Reader, d.Sum(nil), crypto.SHA256)
 		return err
 	})

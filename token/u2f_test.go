@@ -297,9 +297,19 @@ func TestNoPromptForForeignHandle(t *testing.T) {
 	a, _ := newToken(t, s)
 	app, chal := sha256.Sum256([]byte("https://example.org")), sha256.Sum256([]byte("c"))
 	if got := sw(a.HandleAPDU(context.Background(), authenticateAPDU(app, chal, bytes.Repeat([]byte{7}, 100), 0x03))); got != token.SWWrongData {
-		t.Fatalf("SW %04X, want 6A80", got)
+		t.Fatalf("forged handle: SW %04X, want 6A80", got)
 	}
-	if s.count() != 0 {
+	// A handle whose private blob was altered passes every check but the
+	// TPM's: it must still never reach the user.
+	s.answers <- nil
+	r := register(t, a, app, chal)
+	flipped := append([]byte(nil), r.handle...)
+	flipped[len(flipped)-1] ^= 1
+	prompts := s.count()
+	if got := sw(a.HandleAPDU(context.Background(), authenticateAPDU(app, chal, flipped, 0x03))); got != token.SWWrongData {
+		t.Fatalf("tampered private blob: SW %04X, want 6A80", got)
+	}
+	if s.count() != prompts {
 		t.Fatal("prompted the user for a key handle that is not ours")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/godbus/dbus/v5"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -31,6 +32,7 @@ type runFlags struct {
 	state     string
 	stats     bool
 	window    time.Duration
+	prompt    time.Duration
 	logLevel  string
 	hidName   string
 	vendor    uint
@@ -62,6 +64,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.transport, "transport", "uhid", "how hosts reach the key: uhid (/dev/uhid), or udp:HOST:PORT (loopback only; for development and test clients)")
 	fs.StringVar(&f.presence, "presence", "dbus", "how user presence is confirmed: dbus (desktop prompt), or always (approve everything: tests only)")
 	fs.StringVar(&f.state, "state", defaultStateDir(), "state directory (identity, replay store); created 0700")
+	fs.DurationVar(&f.prompt, "prompt-timeout", 30*time.Second, "how long the desktop prompt waits for Allow or Deny")
 	fs.DurationVar(&f.window, "replay-window", 10*time.Minute, "refuse to sign the same request again within this time")
 	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times on SIGUSR1 and at exit")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -93,10 +96,11 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		log.Warn("TPM_U2F_TEST_CRASH_AFTER_RECORD is set: the daemon exits after the first signature it records")
 		token.TestOnlyAfterReplayRecord = func() { os.Exit(137) }
 	}
-	prompter, err := newPrompter(f.presence, log)
+	prompter, closePrompter, err := newPrompter(f.presence, f.prompt, log)
 	if err != nil {
 		return err
 	}
+	defer closePrompter()
 	if f.state == "" {
 		return errors.New("--state: no state directory (set XDG_STATE_HOME or HOME, or pass --state)")
 	}
@@ -145,7 +149,8 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		log.Error("replay store is failing closed: no signatures until the window has passed", "until", st.FailClosedUntil)
 	}
 
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Logger: log})
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Logger: log,
+		PresenceTimeout: f.prompt + time.Second})
 	defer auth.Close()
 
 	tr, replugDevice, err := openTransport(f, serialFor(id), log)
@@ -166,15 +171,25 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	return err
 }
 
-func newPrompter(mode string, log *slog.Logger) (presence.Prompter, error) {
+func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence.Prompter, func(), error) {
 	switch mode {
 	case "always":
 		log.Warn("--presence=always: every request is approved without asking anyone; use this for tests only")
-		return presence.Always{Log: log}, nil
+		return presence.Always{Log: log}, func() {}, nil
 	case "dbus":
-		return nil, errors.New("--presence=dbus: the desktop prompt is not available in this build yet; use --presence=always for testing")
+		conn, err := dbus.ConnectSessionBus()
+		if err != nil {
+			return nil, nil, fmt.Errorf("--presence=dbus: cannot connect to the session bus (is the daemon running in your desktop session?): %w", err)
+		}
+		p := presence.NewDBus(conn, timeout, log)
+		if err := p.Check(); err != nil {
+			// Not fatal: the desktop may start its notification server
+			// after us. Until then every request needing presence is refused.
+			log.Warn("presence prompts cannot be shown yet; requests that need presence are refused until they can", "reason", err)
+		}
+		return p, func() { conn.Close() }, nil
 	}
-	return nil, fmt.Errorf("--presence: unknown mode %q (want dbus or always)", mode)
+	return nil, nil, fmt.Errorf("--presence: unknown mode %q (want dbus or always)", mode)
 }
 
 // loadIdentity reads the installation identity, or makes one on first run.

@@ -1,0 +1,157 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+)
+
+// The desktop notification interface (freedesktop.org Desktop
+// Notifications Specification 1.2).
+const (
+	notifyName  = "org.freedesktop.Notifications"
+	notifyPath  = dbus.ObjectPath("/org/freedesktop/Notifications")
+	notifyIface = "org.freedesktop.Notifications"
+)
+
+// ErrNoActions: the notification server cannot show buttons, so there is
+// no way to approve; requests are refused rather than approved unasked.
+var ErrNoActions = errors.New("presence: the notification server cannot show Allow/Deny buttons")
+
+// DBus asks the user through a desktop notification with Allow and Deny
+// buttons. Only one prompt is shown at a time; a second request waits for
+// the first (or for its own context). Answers count only when they come
+// from the bus name that owns org.freedesktop.Notifications and name our
+// notification: any other process on the session bus can send signals
+// that look like a click.
+type DBus struct {
+	conn    *dbus.Conn
+	log     *slog.Logger
+	timeout time.Duration
+	slot    chan struct{}
+}
+
+// NewDBus returns a prompter on conn (usually dbus.ConnectSessionBus()).
+// timeout bounds each prompt (default 30 s).
+func NewDBus(conn *dbus.Conn, timeout time.Duration, log *slog.Logger) *DBus {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &DBus{conn: conn, log: log, timeout: timeout, slot: make(chan struct{}, 1)}
+}
+
+// Check reports whether a notification server is there and can show
+// actions, for a log line at start.
+func (d *DBus) Check() error {
+	var caps []string
+	if err := d.conn.Object(notifyName, notifyPath).Call(notifyIface+".GetCapabilities", 0).Store(&caps); err != nil {
+		return fmt.Errorf("presence: no desktop notification server on the session bus: %w", err)
+	}
+	if !slices.Contains(caps, "actions") {
+		return ErrNoActions
+	}
+	return nil
+}
+
+// Confirm implements Prompter.
+func (d *DBus) Confirm(ctx context.Context, req Request) error {
+	select {
+	case d.slot <- struct{}{}:
+		defer func() { <-d.slot }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := d.Check(); err != nil {
+		d.log.Warn("presence: cannot ask the user; refusing", "operation", req.Operation, "rp", req.RelyingParty, "reason", err)
+		return err
+	}
+	var owner string
+	if err := d.conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, notifyName).Store(&owner); err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	// No sender in the match rule: a spoofed signal must reach us so that
+	// it can be logged; it is filtered below.
+	match := []dbus.MatchOption{dbus.WithMatchInterface(notifyIface)}
+	if err := d.conn.AddMatchSignal(match...); err != nil {
+		return fmt.Errorf("presence: %w", err)
+	}
+	defer d.conn.RemoveMatchSignal(match...)
+	signals := make(chan *dbus.Signal, 16)
+	d.conn.Signal(signals)
+	defer d.conn.RemoveSignal(signals)
+
+	obj := d.conn.Object(notifyName, notifyPath)
+	var id uint32
+	err := obj.Call(notifyIface+".Notify", 0,
+		"tpm-u2f", uint32(0), "security-high",
+		"Security key: "+req.Operation,
+		fmt.Sprintf("%s asks to %s with your security key.", req.RelyingParty, req.Operation),
+		[]string{"allow", "Allow", "deny", "Deny"},
+		map[string]dbus.Variant{"urgency": dbus.MakeVariant(byte(2)), "resident": dbus.MakeVariant(true)},
+		int32(d.timeout/time.Millisecond),
+	).Store(&id)
+	if err != nil {
+		return fmt.Errorf("presence: Notify: %w", err)
+	}
+	closeIt := func() { obj.Call(notifyIface+".CloseNotification", 0, id) }
+	timer := time.NewTimer(d.timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			closeIt()
+			return ctx.Err()
+		case <-timer.C:
+			closeIt()
+			return ErrTimeout
+		case sig := <-signals:
+			if sig == nil {
+				continue
+			}
+			name, ok := strings.CutPrefix(sig.Name, notifyIface+".")
+			if !ok || (name != "ActionInvoked" && name != "NotificationClosed") {
+				continue
+			}
+			if len(sig.Body) != 2 {
+				d.log.Warn("presence: malformed notification signal ignored", "sender", sig.Sender, "signal", name)
+				continue
+			}
+			sigID, ok := sig.Body[0].(uint32)
+			if !ok || sigID != id {
+				continue // another notification of the desktop's
+			}
+			if sig.Sender != owner {
+				d.log.Warn("presence: ignored a notification signal from a process that is not the notification server",
+					"sender", sig.Sender, "server", owner, "signal", name)
+				continue
+			}
+			switch name {
+			case "ActionInvoked":
+				switch key, _ := sig.Body[1].(string); key {
+				case "allow":
+					d.log.Info("presence: approved by the user", "operation", req.Operation, "rp", req.RelyingParty)
+					closeIt()
+					return nil
+				case "deny":
+					return ErrDenied
+				default:
+					d.log.Info("presence: notification clicked without choosing; still waiting", "action", key)
+				}
+			case "NotificationClosed":
+				if reason, _ := sig.Body[1].(uint32); reason == 1 { // expired
+					return ErrTimeout
+				}
+				return ErrDenied // dismissed or closed without Allow
+			}
+		}
+	}
+}
