@@ -10,7 +10,7 @@ FUZZTIME  ?= 10s
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./cmd/...
 
-.PHONY: all build test demo bench fuzz lint deps clean
+.PHONY: all build test demo bench fuzz lint deps clean e2e
 
 all: build
 
@@ -37,6 +37,11 @@ bench: deps
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
+
+# The QEMU guest suite: the daemon on a real kernel's /dev/uhid and
+# /dev/tpmrm0 (swtpm), driven by libfido2's tools (scripts/e2e/run.sh).
+e2e:
+	scripts/e2e/run.sh
 
 clean:
 	rm -rf bin build

@@ -119,7 +119,7 @@ func (a *Authenticator) register(ctx context.Context, apdu *APDU) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	a.log.Info("u2f registration", "rp", AppIDName(app), "credential_id_bytes", len(rsp))
+	a.log.Info("u2f registration", "rp", AppIDName(app), "response_bytes", len(rsp))
 	return rsp, nil
 }
 

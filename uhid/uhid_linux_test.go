@@ -2,6 +2,7 @@ package uhid
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ func TestRealDevice(t *testing.T) {
 	desc := []byte{0x06, 0xd0, 0xf1, 0x09, 0x01, 0xa1, 0x01,
 		0x09, 0x20, 0x15, 0x00, 0x26, 0xff, 0x00, 0x75, 0x08, 0x95, 0x40, 0x81, 0x02,
 		0x09, 0x21, 0x15, 0x00, 0x26, 0xff, 0x00, 0x75, 0x08, 0x95, 0x40, 0x91, 0x02, 0xc0}
-	uniq := "UHIDTEST" + strings.ToUpper(filepath.Base(t.TempDir()))[:6]
+	uniq := fmt.Sprintf("UHIDTEST%06d", time.Now().UnixNano()%1000000)
 	d, err := Open(Config{Name: "uhid test", Uniq: uniq, Vendor: 1, Product: 2, ReportDescriptor: desc}, nil)
 	if err != nil {
 		t.Skipf("cannot create a uhid device: %v", err)

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# make e2e: builds (and caches in build/e2e) a QEMU guest from Debian packages
+# only — the Debian kernel with its uhid/hid modules, a busybox initramfs,
+# swtpm as the guest's TPM — runs the freshly built tpm-u2f in it against
+# /dev/tpmrm0 and /dev/uhid, and drives it with libfido2's tools through the
+# /dev/hidraw0 the kernel creates. QEMU's exit code says nothing: the guest
+# prints one "E2E RESULT" line per test on its serial console, and this
+# script reads them, with a hard timeout, and fails on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+B=$ROOT/build/e2e
+TIMEOUT=${E2E_TIMEOUT:-300}
+mkdir -p "$B"
+
+need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio)
+missing=()
+for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "e2e: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "e2e: missing: sudo apt-get install ${missing[*]}" >&2; exit 1
+  fi
+fi
+
+# The Debian kernel, extracted once.
+if [ ! -d "$B/kernel/boot" ]; then
+  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+  (cd "$B" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x "$pkg"_*.deb kernel && rm -f "$pkg"_*.deb)
+fi
+VMLINUZ=$(ls "$B"/kernel/boot/vmlinuz-* | head -1)
+MODDIR=$(ls -d "$B"/kernel/lib/modules/* | head -1)
+
+# The initramfs, rebuilt every run (the binaries under test change).
+go build -o "$B/tpm-u2f" ./cmd/tpm-u2f
+go test -c -o "$B/uhid.test" ./uhid
+R=$B/root
+rm -rf "$R"; mkdir -p "$R"/{bin,lib,lib64,lib/modules,tmp}
+cp /bin/busybox "$R/bin/busybox"
+cp "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "$R/bin/"
+for bin in "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert; do
+  for lib in $(ldd "$bin" | awk '/=>/{print $3} /ld-linux/{print $1}'); do
+    [ -f "$lib" ] || continue
+    case "$lib" in */ld-linux*) cp -n "$lib" "$R/lib64/" ;; *) cp -n "$lib" "$R/lib/" ;; esac
+  done
+done
+for m in hid uhid hid-generic; do
+  f=$(find "$MODDIR" -name "$m.ko*" | head -1)
+  case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
+done
+cp scripts/e2e/guest-init.sh "$R/init"; chmod +x "$R/init"
+cp scripts/e2e/guest-tests.sh "$R/tests.sh"
+(cd "$R" && find . | cpio -o -H newc --quiet | gzip -1 > "$B/initramfs.cpio.gz")
+
+# swtpm as the guest's TPM, fresh each run.
+T=$B/tpm; rm -rf "$T"; mkdir -p "$T"
+swtpm socket --tpm2 --tpmstate dir="$T" --ctrl type=unixio,path="$T/ctrl.sock" --daemon --pid file="$T/pid"
+trap '[ -f "$T/pid" ] && kill "$(cat "$T/pid")" 2>/dev/null; true' EXIT
+
+LOG=$B/serial.log
+rm -f "$LOG"
+start=$(date +%s)
+timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 \
+  -kernel "$VMLINUZ" -initrd "$B/initramfs.cpio.gz" \
+  -append "console=ttyS0 panic=-1 quiet loglevel=3" \
+  -chardev socket,id=chrtpm,path="$T/ctrl.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
+  -display none -monitor none -serial file:"$LOG" -no-reboot || true
+echo "e2e: guest ran $(( $(date +%s) - start )) s; serial log: $LOG"
+
+grep -E "^E2E (BOOTED|RESULT)" "$LOG" || true
+pass=$(grep -c "^E2E RESULT .* PASS" "$LOG" || true)
+fail=$(grep -c "^E2E RESULT .* FAIL" "$LOG" || true)
+if ! grep -q "^E2E DONE" "$LOG"; then
+  echo "e2e: the guest did not finish (timeout ${TIMEOUT}s); last lines:"; tail -20 "$LOG"; fail=$((fail+1))
+fi
+[ "$fail" -gt 0 ] && { echo "--- serial log tail"; tail -25 "$LOG"; }
+echo "e2e: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
