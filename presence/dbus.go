@@ -155,3 +155,42 @@ func (d *DBus) Confirm(ctx context.Context, req Request) error {
 		}
 	}
 }
+
+// WatchScreenLock calls onLock whenever the desktop's screen saver becomes
+// active (org.freedesktop.ScreenSaver or org.gnome.ScreenSaver
+// ActiveChanged(true) on the session bus), until ctx ends.
+func WatchScreenLock(ctx context.Context, conn *dbus.Conn, onLock func(), log *slog.Logger) error {
+	var matches [][]dbus.MatchOption
+	for _, iface := range []string{"org.freedesktop.ScreenSaver", "org.gnome.ScreenSaver"} {
+		m := []dbus.MatchOption{dbus.WithMatchInterface(iface), dbus.WithMatchMember("ActiveChanged")}
+		if err := conn.AddMatchSignal(m...); err != nil {
+			return fmt.Errorf("presence: watch screen lock: %w", err)
+		}
+		matches = append(matches, m)
+	}
+	signals := make(chan *dbus.Signal, 8)
+	conn.Signal(signals)
+	go func() {
+		defer conn.RemoveSignal(signals)
+		for _, m := range matches {
+			defer conn.RemoveMatchSignal(m...)
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-signals:
+				if sig == nil || !strings.HasSuffix(sig.Name, ".ScreenSaver.ActiveChanged") || len(sig.Body) != 1 {
+					continue
+				}
+				if active, _ := sig.Body[0].(bool); active {
+					if log != nil {
+						log.Info("screen locked")
+					}
+					onLock()
+				}
+			}
+		}
+	}()
+	return nil
+}

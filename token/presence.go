@@ -45,6 +45,11 @@ func newPresenceGate(ctx context.Context, p presence.Prompter, timeout, lifetime
 // errPresenceRequired is the U2F "not yet": the client should poll again.
 var errPresenceRequired = errors.New("user presence required")
 
+// errLocked refuses presence while the token is locked. Over U2F it is
+// 0x6985 like any presence not given: the client waits as for an
+// untouched key, and nobody is prompted.
+var errLocked = errors.New("token is locked")
+
 // requestKey identifies a request for the gate: a re-poll carries the
 // same bytes, another request does not.
 func requestKey(parts ...[]byte) [32]byte {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tpm-u2f/tpm-u2f/presence"
@@ -66,6 +67,8 @@ type Authenticator struct {
 	gate    *presenceGate
 	closeMu sync.Mutex
 	cancel  context.CancelFunc
+	locked  atomic.Bool
+	used    atomic.Int64 // unix nanos of the last request
 }
 
 // New returns an Authenticator.
@@ -92,8 +95,17 @@ func New(cfg Config) *Authenticator {
 	}
 }
 
+// LastUsed is when the last request arrived (zero before any).
+func (a *Authenticator) LastUsed() time.Time {
+	if n := a.used.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // Handle implements ctaphid.Handler.
 func (a *Authenticator) Handle(ctx context.Context, req ctaphid.Request) []byte {
+	a.used.Store(time.Now().UnixNano())
 	switch req.Command {
 	case ctaphid.CmdMsg:
 		return a.HandleAPDU(ctx, req.Payload)
@@ -102,6 +114,26 @@ func (a *Authenticator) Handle(ctx context.Context, req ctaphid.Request) []byte 
 	a.log.Error("token: unexpected CTAPHID command", "cmd", req.Command)
 	return nil
 }
+
+// Lock makes the token refuse every request that needs user presence,
+// without prompting, until Unlock: what a user does when stepping away
+// (and what the tray does when the screen locks).
+func (a *Authenticator) Lock() {
+	if !a.locked.Swap(true) {
+		a.gate.reset()
+		a.log.Info("token locked")
+	}
+}
+
+// Unlock ends Lock.
+func (a *Authenticator) Unlock() {
+	if a.locked.Swap(false) {
+		a.log.Info("token unlocked")
+	}
+}
+
+// Locked reports whether the token is locked.
+func (a *Authenticator) Locked() bool { return a.locked.Load() }
 
 // PowerCycle drops everything volatile, as unplugging a key would:
 // pending prompts and unused approvals.

@@ -82,6 +82,9 @@ func (a *Authenticator) register(ctx context.Context, apdu *APDU) ([]byte, error
 		return nil, apduErr(SWWrongLength, "REGISTER needs 64 bytes")
 	}
 	challenge, app := apdu.Data[:32], [32]byte(apdu.Data[32:])
+	if a.Locked() {
+		return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
+	}
 	if err := a.gate.check(requestKey([]byte{insRegister}, apdu.Data),
 		presence.Request{Operation: "register", RelyingParty: AppIDName(app)}, a.cfg.PromptGrace); err != nil {
 		return nil, apduErr(SWConditionsNotSatisfied, err.Error())
@@ -164,6 +167,9 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 		// prompt the user for a request that cannot succeed.
 		if err := a.keys.Precheck(handle, app); err != nil {
 			return nil, credentialErr(err)
+		}
+		if a.Locked() {
+			return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
 		}
 	}
 	presenceKey := requestKey([]byte{insAuthenticate}, data)

@@ -391,3 +391,44 @@ func TestReplayedAuthenticateRefused(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestLockedTokenRefusesWithoutPrompting(t *testing.T) {
+	s := &scripted{answers: make(chan error, 4)}
+	a, _ := newToken(t, s)
+	app, chal := sha256.Sum256([]byte("https://example.org")), sha256.Sum256([]byte("c"))
+	s.answers <- nil
+	r := register(t, a, app, chal)
+	prompts := s.count()
+	a.Lock()
+	if !a.Locked() {
+		t.Fatal("not locked")
+	}
+	if got := sw(authenticate(a, 0x03, app, chal, r.handle, false)); got != token.SWConditionsNotSatisfied {
+		t.Fatalf("locked authenticate: SW %04X, want 6985", got)
+	}
+	if got := sw(a.HandleAPDU(context.Background(), apdu(0x01, 0x03, append(chal[:], app[:]...), false))); got != token.SWConditionsNotSatisfied {
+		t.Fatalf("locked register: SW %04X, want 6985", got)
+	}
+	if s.count() != prompts {
+		t.Fatal("a locked token prompted the user")
+	}
+	// Check-only needs no presence and still answers.
+	if got := sw(authenticate(a, 0x07, app, chal, r.handle, false)); got != token.SWConditionsNotSatisfied {
+		t.Fatalf("locked check-only: SW %04X", got)
+	}
+	a.Unlock()
+	s.answers <- nil
+	time.Sleep(10 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rsp := authenticate(a, 0x03, app, chal, r.handle, false)
+		if sw(rsp) == token.SWNoError {
+			verifyAssertion(t, r, app, chal, rsp, 1)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after unlock: SW %04X", sw(rsp))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -179,3 +179,11 @@ func (e *Engine) NextCounter() (uint32, error) {
 	}
 	return uint32(v), nil
 }
+
+// PeekCounter returns the value NextCounter would hand out next, without
+// using one and without a TPM command (0 before the first block).
+func (e *Engine) PeekCounter() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.counter.next
+}

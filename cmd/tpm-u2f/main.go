@@ -22,8 +22,14 @@ const usage = `usage: tpm-u2f <command> [flags]
 
 commands:
   run       run the security key daemon
+  status    show the running daemon's state (TPM, lock, counter, replay store)
+  lock      make the running key refuse everything that needs presence
+  unlock    end lock
+  replug    power-cycle the key (re-create the device, drop volatile state)
   demo      register and sign in against a WebAuthn relying party, on the embedded TPM simulator
   version   print the version
+
+Exit codes: 0 success, 1 failure, 2 usage error, 3 the daemon is not running.
 
 Run "tpm-u2f <command> -h" for a command's flags.
 `
@@ -45,6 +51,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		err = runCommand(ctx, args[1:], stdout, stderr)
+	case "status", "lock", "unlock", "replug":
+		err = ctlCommand(ctx, args[0], args[1:], stdout, stderr)
 	case "demo":
 		err = demoCommand(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
@@ -62,6 +70,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errNoDaemon):
+		return exitNoDaemon
 	}
 	fmt.Fprintf(stderr, "tpm-u2f %s: %v\n", args[0], err)
 	return 1

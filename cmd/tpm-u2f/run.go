@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -33,6 +34,8 @@ type runFlags struct {
 	stats     bool
 	window    time.Duration
 	prompt    time.Duration
+	control   string
+	lockAfter time.Duration
 	logLevel  string
 	hidName   string
 	vendor    uint
@@ -64,6 +67,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.transport, "transport", "uhid", "how hosts reach the key: uhid (/dev/uhid), or udp:HOST:PORT (loopback only; for development and test clients)")
 	fs.StringVar(&f.presence, "presence", "dbus", "how user presence is confirmed: dbus (desktop prompt), or always (approve everything: tests only)")
 	fs.StringVar(&f.state, "state", defaultStateDir(), "state directory (identity, replay store); created 0700")
+	fs.StringVar(&f.control, "control", "", "control socket for the tpm-u2f commands (default $XDG_RUNTIME_DIR/tpm-u2f/control.sock)")
+	fs.DurationVar(&f.lockAfter, "lock-after", 0, "lock the token after this long without a request (0: never); it also locks when the screen locks")
 	fs.DurationVar(&f.prompt, "prompt-timeout", 30*time.Second, "how long the desktop prompt waits for Allow or Deny")
 	fs.DurationVar(&f.window, "replay-window", 10*time.Minute, "refuse to sign the same request again within this time")
 	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times on SIGUSR1 and at exit")
@@ -96,11 +101,13 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		log.Warn("TPM_U2F_TEST_CRASH_AFTER_RECORD is set: the daemon exits after the first signature it records")
 		token.TestOnlyAfterReplayRecord = func() { os.Exit(137) }
 	}
-	prompter, closePrompter, err := newPrompter(f.presence, f.prompt, log)
+	prompter, bus, err := newPrompter(f.presence, f.prompt, log)
 	if err != nil {
 		return err
 	}
-	defer closePrompter()
+	if bus != nil {
+		defer bus.Close()
+	}
 	if f.state == "" {
 		return errors.New("--state: no state directory (set XDG_STATE_HOME or HOME, or pass --state)")
 	}
@@ -159,6 +166,17 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer tr.Close()
 	go onSignal(ctx, syscall.SIGHUP, func() { replug(replugDevice, auth, log) })
+	if bus != nil {
+		if err := presence.WatchScreenLock(ctx, bus, auth.Lock, log); err != nil {
+			log.Warn("cannot watch the screen lock", "err", err)
+		}
+	}
+	if f.lockAfter > 0 {
+		go lockWhenIdle(ctx, auth, f.lockAfter)
+	}
+	if err := serveControl(ctx, f, &daemon{f: f, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, log: log}, log); err != nil {
+		return err
+	}
 
 	srv := ctaphid.NewServer(tr, auth, ctaphid.Options{
 		Capabilities:  ctaphid.CapWink,
@@ -171,11 +189,13 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	return err
 }
 
-func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence.Prompter, func(), error) {
+// newPrompter returns the presence prompter for mode, and the session bus
+// connection it uses (nil for the test mode).
+func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence.Prompter, *dbus.Conn, error) {
 	switch mode {
 	case "always":
 		log.Warn("--presence=always: every request is approved without asking anyone; use this for tests only")
-		return presence.Always{Log: log}, func() {}, nil
+		return presence.Always{Log: log}, nil, nil
 	case "dbus":
 		conn, err := dbus.ConnectSessionBus()
 		if err != nil {
@@ -187,9 +207,50 @@ func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence
 			// after us. Until then every request needing presence is refused.
 			log.Warn("presence prompts cannot be shown yet; requests that need presence are refused until they can", "reason", err)
 		}
-		return p, func() { conn.Close() }, nil
+		return p, conn, nil
 	}
 	return nil, nil, fmt.Errorf("--presence: unknown mode %q (want dbus or always)", mode)
+}
+
+// serveControl starts the control socket; without XDG_RUNTIME_DIR (and no
+// --control) the daemon runs without one and says so.
+func serveControl(ctx context.Context, f runFlags, h control.Handler, log *slog.Logger) error {
+	path := f.control
+	if path == "" {
+		var err error
+		if path, err = control.DefaultPath(); err != nil {
+			log.Warn("no control socket: the tpm-u2f status/lock/unlock/replug commands will not reach this daemon", "reason", err)
+			return nil
+		}
+	}
+	srv, err := control.Listen(path, h, log)
+	if err != nil {
+		return err
+	}
+	go srv.Serve(ctx)
+	log.Info("control socket ready", "path", path)
+	return nil
+}
+
+// lockWhenIdle locks the token once no request has come for idle.
+func lockWhenIdle(ctx context.Context, auth *token.Authenticator, idle time.Duration) {
+	t := time.NewTicker(min(idle/4, time.Minute))
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			last := auth.LastUsed()
+			if last.IsZero() {
+				last = start
+			}
+			if !auth.Locked() && now.Sub(last) >= idle {
+				auth.Lock()
+			}
+		}
+	}
 }
 
 // loadIdentity reads the installation identity, or makes one on first run.

@@ -1,0 +1,81 @@
+package interop
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpm-u2f/tpm-u2f/control"
+	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
+)
+
+func cli(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(binary(t), args...).CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// TestCLIAgainstDaemon: tpm-u2f status/lock/unlock/replug through the
+// control socket of a running daemon; a locked token refuses to sign.
+func TestCLIAgainstDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	if out, code := cli(t, "status", "--control", sock); code != 3 || !strings.Contains(out, "not running") {
+		t.Fatalf("status without a daemon: exit %d\n%s", code, out)
+	}
+	addr, _, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--control", sock)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	app := sha256.Sum256([]byte("https://example.com"))
+	c := dial(t, ctx, addr)
+	reg, err := u2fhost.Register(ctx, c, [32]byte{1}, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, code := cli(t, "status", "--control", sock)
+	if code != 0 || !strings.Contains(out, "unlocked") || !strings.Contains(out, "replay store: healthy") {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+	t.Logf("tpm-u2f status:\n%s", out)
+	out, code = cli(t, "status", "--json", "--control", sock)
+	var st control.Status
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.Transport == "" {
+		t.Fatalf("status --json: exit %d\n%s", code, out)
+	}
+
+	if out, code := cli(t, "lock", "--control", sock); code != 0 {
+		t.Fatalf("lock: exit %d %s", code, out)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 700*time.Millisecond)
+	_, err = u2fhost.Authenticate(short, c, [32]byte{2}, app, reg.KeyHandle, 0x03)
+	cancelShort()
+	if err == nil {
+		t.Fatal("a locked token signed")
+	}
+	if out, _ := cli(t, "status", "--control", sock); !strings.Contains(out, "locked (") {
+		t.Fatalf("status after lock:\n%s", out)
+	}
+	cli(t, "unlock", "--control", sock)
+	if _, err := u2fhost.Authenticate(ctx, c, [32]byte{3}, app, reg.KeyHandle, 0x03); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	if out, code := cli(t, "replug", "--control", sock); code != 0 {
+		t.Fatalf("replug: exit %d %s", code, out)
+	}
+	if out, code := cli(t, "frobnicate"); code != 2 {
+		t.Fatalf("unknown command: exit %d %s", code, out)
+	}
+}
