@@ -15,6 +15,11 @@ DAEMON=$!
 i=0; while [ ! -e /dev/hidraw0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 if [ -e /dev/hidraw0 ]; then result hidraw-appears PASS "after ${i}00 ms, uptime $(cut -d' ' -f1 /proc/uptime)"; else result hidraw-appears FAIL; tail -5 /tmp/daemon.log; fi
 
+# The udev rule (contrib/70-tpm-u2f.rules) matches the parent HID device by
+# name: check the kernel names it BUS:VENDOR:PRODUCT.N as the rule assumes.
+hid=$(basename "$(readlink -f /sys/class/hidraw/hidraw0/device)")
+case "$hid" in 0003:15D9:0A37.*) result udev-rule-match PASS "$hid" ;; *) result udev-rule-match FAIL "$hid" ;; esac
+
 check fido2-token-list sh -c 'fido2-token -L | tee /dev/stderr | grep -q "^/dev/hidraw0"'
 check fido2-token-info fido2-token -I /dev/hidraw0
 
