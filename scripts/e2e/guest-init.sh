@@ -1,12 +1,13 @@
 #!/bin/busybox sh
 # PID 1 of the e2e guest: set up the system, run tests.sh, power off.
 /bin/busybox --install -s /bin
-export PATH=/bin LD_LIBRARY_PATH=/lib:/lib64
+export PATH=/bin:/usr/bin:/usr/sbin LD_LIBRARY_PATH=/lib:/lib64 HOME=/root
 mkdir -p /proc /sys /dev /tmp /run
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+ip link set lo up
 echo "E2E BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
 sh /tests.sh
 echo "E2E DONE"

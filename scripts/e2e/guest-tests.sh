@@ -42,6 +42,34 @@ sleep 1
 printf '%s\n%s\n%s\n' "$(b64rand)" example.org "$(head -1 /tmp/cred_key)" > /tmp/assert_param
 check replug-then-assert sh -c 'i=0; while [ ! -e /dev/hidraw0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; fido2-assert -G -p -i /tmp/assert_param -o /tmp/assert /dev/hidraw0 && fido2-assert -V -p -i /tmp/assert /tmp/pub.pem es256'
 
+# OpenSSH: an ecdsa-sk key made on the token (application "ssh:"), and a
+# login with it to an sshd on the guest's loopback.
+mkdir -p /etc/ssh /run/sshd /root/.ssh /var/empty
+chmod 700 /root/.ssh
+printf 'root:x:0:0:root:/root:/bin/sh\nsshd:x:103:65534::/run/sshd:/bin/false\n' > /etc/passwd
+printf 'root:x:0:\nnogroup:x:65534:\n' > /etc/group
+ssh-keygen -q -t ed25519 -f /etc/ssh/host_key -N '' >/dev/null 2>&1
+cat > /etc/ssh/sshd_config <<CONF
+Port 2222
+ListenAddress 127.0.0.1
+HostKey /etc/ssh/host_key
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AuthorizedKeysFile /root/.ssh/authorized_keys
+PidFile /run/sshd.pid
+CONF
+check ssh-keygen-ecdsa-sk ssh-keygen -t ecdsa-sk -f /root/.ssh/id_ecdsa_sk -N '' -C tpm-u2f-e2e
+cp /root/.ssh/id_ecdsa_sk.pub /root/.ssh/authorized_keys 2>/dev/null
+/usr/sbin/sshd -f /etc/ssh/sshd_config -E /tmp/sshd.log
+sleep 0.5
+check ssh-login-with-ecdsa-sk sh -c 'ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i /root/.ssh/id_ecdsa_sk -p 2222 root@127.0.0.1 echo SSH-LOGIN-OK | grep -q SSH-LOGIN-OK'
+if grep -q "Accepted publickey for root.*ECDSA-SK" /tmp/sshd.log; then result sshd-accepted-ecdsa-sk PASS
+else result sshd-accepted-ecdsa-sk FAIL; echo "--- sshd log"; tail -15 /tmp/sshd.log; fi
+
 # kill -9 in the middle of a request, restart: same credential, counter moved on.
 # (libfido2 prints the authenticator data as a CBOR byte string: 2 header bytes,
 # then rpIdHash 32, flags 1, counter 4.)

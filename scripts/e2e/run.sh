@@ -13,7 +13,7 @@ B=$ROOT/build/e2e
 TIMEOUT=${E2E_TIMEOUT:-300}
 mkdir -p "$B"
 
-need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio)
+need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -40,7 +40,11 @@ R=$B/root
 rm -rf "$R"; mkdir -p "$R"/{bin,lib,lib64,lib/modules,tmp}
 cp /bin/busybox "$R/bin/busybox"
 cp "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "$R/bin/"
-for bin in "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert; do
+# OpenSSH at its own paths: sshd re-executes itself by absolute path, and
+# ssh-keygen finds ssh-sk-helper (which links libfido2) where Debian puts it.
+ssh_bins=(/usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/sshd /usr/lib/openssh/ssh-sk-helper)
+for f in "${ssh_bins[@]}"; do mkdir -p "$R$(dirname "$f")"; cp "$f" "$R$f"; done
+for bin in "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "${ssh_bins[@]}"; do
   for lib in $(ldd "$bin" | awk '/=>/{print $3} /ld-linux/{print $1}'); do
     [ -f "$lib" ] || continue
     case "$lib" in */ld-linux*) cp -n "$lib" "$R/lib64/" ;; *) cp -n "$lib" "$R/lib/" ;; esac
