@@ -1,6 +1,8 @@
 #!/usr/bin/python3
-"""Drives tpm-u2f over CTAPHID-over-UDP with python-fido2's own CTAPHID and
-CTAP1 code, and verifies every signature. Usage: u2f_udp.py HOST PORT.
+"""Drives tpm-u2f with python-fido2's own CTAPHID and CTAP1 code, and
+verifies every signature. Usage: u2f_udp.py HOST PORT (CTAPHID over UDP), or
+u2f_udp.py hidraw (the first FIDO device python-fido2 finds in /dev/hidraw*,
+as in the QEMU guest suite).
 
 The last line is "python-fido2 interop: N passed, M failed"; the exit code
 is non-zero on any failure.
@@ -71,9 +73,18 @@ def apdu_code(fn, *args, **kwargs):
 
 
 def main():
-    host, port = sys.argv[1], int(sys.argv[2])
-    conn = UdpConnection(host, port)
-    dev = CtapHidDevice(HidDescriptor("udp:%s:%d" % (host, port), 0, 0, 64, 64), conn)
+    if sys.argv[1] == "hidraw":
+        devs = list(CtapHidDevice.list_devices())
+        check("python-fido2 finds the key among /dev/hidraw*", len(devs) == 1, str(devs))
+        if not devs:
+            print("python-fido2 interop: %d passed, %d failed" % (passed, failed))
+            return 1
+        dev = devs[0]
+        conn = dev._connection
+    else:
+        host, port = sys.argv[1], int(sys.argv[2])
+        conn = UdpConnection(host, port)
+        dev = CtapHidDevice(HidDescriptor("udp:%s:%d" % (host, port), 0, 0, 64, 64), conn)
     check("CTAPHID INIT by python-fido2", dev.version == 2, "version %r" % dev.version)
     check("PING echo through python-fido2's framing", dev.ping(b"x" * 200) == b"x" * 200)
 

@@ -42,6 +42,9 @@ sleep 1
 printf '%s\n%s\n%s\n' "$(b64rand)" example.org "$(head -1 /tmp/cred_key)" > /tmp/assert_param
 check replug-then-assert sh -c 'i=0; while [ ! -e /dev/hidraw0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; fido2-assert -G -p -i /tmp/assert_param -o /tmp/assert /dev/hidraw0 && fido2-assert -V -p -i /tmp/assert /tmp/pub.pem es256'
 
+# python-fido2 through the real hidraw node.
+check python-fido2-hidraw sh -c 'python3 /interop/u2f_udp.py hidraw | tee /dev/stderr | grep -q " 0 failed"'
+
 # OpenSSH: an ecdsa-sk key made on the token (application "ssh:"), and a
 # login with it to an sshd on the guest's loopback.
 mkdir -p /etc/ssh /run/sshd /root/.ssh /var/empty

@@ -13,7 +13,7 @@ B=$ROOT/build/e2e
 TIMEOUT=${E2E_TIMEOUT:-300}
 mkdir -p "$B"
 
-need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server)
+need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server python3-fido2)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -49,6 +49,22 @@ for bin in "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred 
     [ -f "$lib" ] || continue
     case "$lib" in */ld-linux*) cp -n "$lib" "$R/lib64/" ;; *) cp -n "$lib" "$R/lib/" ;; esac
   done
+done
+# Python with python-fido2 and cryptography, at their Debian paths, without
+# the parts nobody imports here.
+mkdir -p "$R/usr/lib/python3/dist-packages" "$R/interop"
+cp /usr/bin/python3.11 "$R/usr/bin/python3"
+tar -C /usr/lib --exclude='python3.11/test' --exclude='python3.11/idlelib' --exclude='python3.11/tkinter' \
+  --exclude='python3.11/ensurepip' --exclude='python3.11/lib2to3' --exclude='*/__pycache__' -cf - python3.11 | tar -C "$R/usr/lib" -xf -
+for p in fido2 cryptography six.py _cffi_backend.cpython-311-x86_64-linux-gnu.so; do
+  cp -r /usr/lib/python3/dist-packages/$p "$R/usr/lib/python3/dist-packages/"
+done
+cp interop/python/u2f_udp.py "$R/interop/"
+# cryptography loads OpenSSL's legacy provider from libcrypto's module dir.
+mkdir -p "$R/usr/lib/x86_64-linux-gnu"
+cp -r /usr/lib/x86_64-linux-gnu/ossl-modules "$R/usr/lib/x86_64-linux-gnu/"
+for so in /usr/bin/python3.11 $(find /usr/lib/python3.11/lib-dynload /usr/lib/python3/dist-packages/cryptography /usr/lib/python3/dist-packages/_cffi_backend* -name '*.so'); do
+  for lib in $(ldd "$so" 2>/dev/null | awk '/=>/{print $3}'); do [ -f "$lib" ] && cp -n "$lib" "$R/lib/"; done
 done
 for m in hid uhid hid-generic; do
   f=$(find "$MODDIR" -name "$m.ko*" | head -1)
