@@ -122,13 +122,16 @@ func (s *Server) serve(c *net.UnixConn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	uid, err := peerUID(c)
+	var req Request
+	derr := json.NewDecoder(&limited{c, 4096}).Decode(&req)
 	if err != nil || uid != s.uid {
+		// Refused after reading the request, so that the client gets this
+		// answer rather than a broken pipe; nothing in it was acted on.
 		s.log.Warn("control: refused a connection from another user", "uid", uid, "err", err)
 		json.NewEncoder(c).Encode(Response{Error: "permission denied"})
 		return
 	}
-	var req Request
-	if err := json.NewDecoder(&limited{c, 4096}).Decode(&req); err != nil {
+	if err := derr; err != nil {
 		s.log.Info("control: malformed request", "err", err)
 		json.NewEncoder(c).Encode(Response{Error: "malformed request"})
 		return
