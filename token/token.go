@@ -109,6 +109,8 @@ func (a *Authenticator) Handle(ctx context.Context, req ctaphid.Request) []byte 
 	switch req.Command {
 	case ctaphid.CmdMsg:
 		return a.HandleAPDU(ctx, req.Payload)
+	case ctaphid.CmdCBOR:
+		return a.HandleCBOR(ctx, req.Payload, req.SetStatus)
 	}
 	// The CTAPHID server only hands up commands we advertise.
 	a.log.Error("token: unexpected CTAPHID command", "cmd", req.Command)

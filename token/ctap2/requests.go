@@ -1,0 +1,113 @@
+package ctap2
+
+import "github.com/fxamacker/cbor/v2"
+
+// RPEntity is PublicKeyCredentialRpEntity.
+type RPEntity struct {
+	ID   string `cbor:"id"`
+	Name string `cbor:"name,omitempty"`
+}
+
+// UserEntity is PublicKeyCredentialUserEntity.
+type UserEntity struct {
+	ID          []byte `cbor:"id"`
+	Name        string `cbor:"name,omitempty"`
+	DisplayName string `cbor:"displayName,omitempty"`
+}
+
+// CredentialParameter is PublicKeyCredentialParameters.
+type CredentialParameter struct {
+	Type string `cbor:"type"`
+	Alg  int64  `cbor:"alg"`
+}
+
+// CredentialDescriptor is PublicKeyCredentialDescriptor.
+type CredentialDescriptor struct {
+	Type       string   `cbor:"type"`
+	ID         []byte   `cbor:"id"`
+	Transports []string `cbor:"transports,omitempty"`
+}
+
+// AlgES256 is COSE ECDSA w/ SHA-256, the one algorithm we support.
+const AlgES256 = -7
+
+// MakeCredentialRequest is authenticatorMakeCredential's parameters
+// (section 6.1.1).
+type MakeCredentialRequest struct {
+	ClientDataHash    []byte                     `cbor:"1,keyasint"`
+	RP                *RPEntity                  `cbor:"2,keyasint"`
+	User              *UserEntity                `cbor:"3,keyasint"`
+	PubKeyCredParams  []CredentialParameter      `cbor:"4,keyasint"`
+	ExcludeList       []CredentialDescriptor     `cbor:"5,keyasint"`
+	Extensions        map[string]cbor.RawMessage `cbor:"6,keyasint"`
+	Options           map[string]bool            `cbor:"7,keyasint"`
+	PinUvAuthParam    *[]byte                    `cbor:"8,keyasint"`
+	PinUvAuthProtocol *uint64                    `cbor:"9,keyasint"`
+	EnterpriseAttest  *uint64                    `cbor:"10,keyasint"`
+}
+
+// DecodeMakeCredential decodes and checks the parameters every
+// authenticator must have.
+func DecodeMakeCredential(b []byte) (*MakeCredentialRequest, error) {
+	var r MakeCredentialRequest
+	if err := decode(b, &r); err != nil {
+		return nil, err
+	}
+	if r.ClientDataHash == nil || r.RP == nil || r.User == nil || r.PubKeyCredParams == nil {
+		return nil, ErrMissingParameter
+	}
+	if r.RP.ID == "" || r.User.ID == nil {
+		return nil, ErrMissingParameter
+	}
+	if len(r.User.ID) > 64 {
+		return nil, ErrInvalidLength
+	}
+	for _, p := range r.PubKeyCredParams {
+		if p.Type == "" {
+			return nil, ErrMissingParameter
+		}
+	}
+	for _, d := range r.ExcludeList {
+		if d.Type == "" || d.ID == nil {
+			return nil, ErrMissingParameter
+		}
+	}
+	return &r, nil
+}
+
+// GetAssertionRequest is authenticatorGetAssertion's parameters
+// (section 6.2.1).
+type GetAssertionRequest struct {
+	RPID              string                     `cbor:"1,keyasint"`
+	ClientDataHash    []byte                     `cbor:"2,keyasint"`
+	AllowList         []CredentialDescriptor     `cbor:"3,keyasint"`
+	Extensions        map[string]cbor.RawMessage `cbor:"4,keyasint"`
+	Options           map[string]bool            `cbor:"5,keyasint"`
+	PinUvAuthParam    *[]byte                    `cbor:"6,keyasint"`
+	PinUvAuthProtocol *uint64                    `cbor:"7,keyasint"`
+}
+
+// DecodeGetAssertion decodes and checks the required parameters.
+func DecodeGetAssertion(b []byte) (*GetAssertionRequest, error) {
+	var r GetAssertionRequest
+	if err := decode(b, &r); err != nil {
+		return nil, err
+	}
+	if r.RPID == "" || r.ClientDataHash == nil {
+		return nil, ErrMissingParameter
+	}
+	for _, d := range r.AllowList {
+		if d.Type == "" || d.ID == nil {
+			return nil, ErrMissingParameter
+		}
+	}
+	return &r, nil
+}
+
+// Option reads a boolean option with its default.
+func Option(opts map[string]bool, name string, def bool) bool {
+	if v, ok := opts[name]; ok {
+		return v
+	}
+	return def
+}
