@@ -73,7 +73,7 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	srv := ctaphid.NewServer(dev, auth, ctaphid.Options{Capabilities: ctaphid.CapWink, Logger: log})
+	srv := ctaphid.NewServer(dev, auth, ctaphid.Options{Capabilities: ctaphid.CapWink | ctaphid.CapCBOR, Logger: log})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
 	defer host.Close()
@@ -125,6 +125,20 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 		return fmt.Errorf("another site could use alice's credential: %v", err)
 	}
 	say("5. evil.example presenting alice's credential ID gets 0x6A80 (bound to localhost); TPM: %s", orNone(used()))
+
+	say("CTAP2 (experimental in the daemon: --ctap2):")
+	bob := &webauthnrp.User{ID: make([]byte, 32), Name: "bob"}
+	rand.Read(bob.ID)
+	cred2, err := rp.RegisterCTAP2(ctx, c, bob)
+	if err != nil {
+		return fmt.Errorf("CTAP2 registration: %w", err)
+	}
+	say("6. makeCredential verified by go-webauthn: attestation %q (self-attestation: the new key signs, no certificate); TPM: %s", cred2.AttestationFormat, used())
+	got, err := rp.LoginCTAP2(ctx, c, bob)
+	if err != nil {
+		return fmt.Errorf("CTAP2 login: %w", err)
+	}
+	say("7. getAssertion verified by go-webauthn, counter %d; TPM: %s", got.Authenticator.SignCount, used())
 
 	// Closing the host end ends the in-memory pipe; a UDP server stops
 	// with the context.

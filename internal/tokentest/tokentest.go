@@ -27,7 +27,10 @@ func Serve(tb testing.TB, e *tpm.Engine, guard token.ReplayGuard) *ctaphid.Clien
 	dev, host := hidtest.NewPipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); ctaphid.NewServer(dev, a, ctaphid.Options{}).Serve(ctx) }()
+	go func() {
+		defer close(done)
+		ctaphid.NewServer(dev, a, ctaphid.Options{Capabilities: ctaphid.CapCBOR}).Serve(ctx)
+	}()
 	tb.Cleanup(func() { cancel(); <-done; host.Close(); a.Close() })
 	c := ctaphid.NewClient(host)
 	if err := c.Init(ctx); err != nil {

@@ -14,11 +14,11 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 )
 
@@ -58,14 +58,6 @@ func (r *RP) clientData(typ, challenge string) []byte {
 	return b
 }
 
-var ctap2 = func() cbor.EncMode {
-	m, err := cbor.CTAP2EncOptions().EncMode()
-	if err != nil {
-		panic(err) // static options
-	}
-	return m
-}()
-
 // Register makes a credential for u on the key behind c and has
 // go-webauthn verify the fido-u2f attestation. The credential is added to
 // u.Credentials.
@@ -99,20 +91,7 @@ func (r *RP) Register(ctx context.Context, c *ctaphid.Client, u *User) (*webauth
 	if err != nil {
 		return nil, err
 	}
-	body, _ := json.Marshal(map[string]any{
-		"id": b64.EncodeToString(reg.KeyHandle), "rawId": b64.EncodeToString(reg.KeyHandle), "type": "public-key",
-		"response": map[string]string{"clientDataJSON": b64.EncodeToString(cd), "attestationObject": b64.EncodeToString(attObj)},
-	})
-	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
-	if err != nil {
-		return nil, fmt.Errorf("parse registration: %w", err)
-	}
-	cred, err := r.wa.CreateCredential(u, *session, parsed)
-	if err != nil {
-		return nil, fmt.Errorf("go-webauthn rejected the registration: %w", err)
-	}
-	u.Credentials = append(u.Credentials, *cred)
-	return cred, nil
+	return r.finishRegistration(u, session, reg.KeyHandle, cd, attObj)
 }
 
 // Login signs in u with its first credential and has go-webauthn verify
@@ -137,20 +116,9 @@ func (r *RP) Login(ctx context.Context, c *ctaphid.Client, u *User, tamper bool)
 	if tamper {
 		sig[len(sig)-1] ^= 1
 	}
-	body, _ := json.Marshal(map[string]any{
-		"id": b64.EncodeToString(handle), "rawId": b64.EncodeToString(handle), "type": "public-key",
-		"response": map[string]string{
-			"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(authData),
-			"signature": b64.EncodeToString(sig),
-		},
-	})
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
+	cred, err := r.finishLogin(u, session, handle, cd, authData, sig)
 	if err != nil {
-		return nil, fmt.Errorf("parse assertion: %w", err)
-	}
-	cred, err := r.wa.ValidateLogin(u, *session, parsed)
-	if err != nil {
-		return nil, fmt.Errorf("go-webauthn rejected the login: %w", err)
+		return nil, err
 	}
 	u.Credentials[0].Authenticator.SignCount = cred.Authenticator.SignCount
 	return cred, nil

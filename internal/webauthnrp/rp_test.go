@@ -64,3 +64,28 @@ func rpHash(id string) []byte {
 	h := sha256.Sum256([]byte(id))
 	return h[:]
 }
+
+func TestCTAP2RegisterAndLoginVerifiedByGoWebauthn(t *testing.T) {
+	c := client(t)
+	ctx := context.Background()
+	rp, _ := webauthnrp.New("example.org")
+	u := &webauthnrp.User{ID: []byte("user-2"), Name: "carol"}
+	cred, err := rp.RegisterCTAP2(ctx, c, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.AttestationFormat != "packed" {
+		t.Errorf("attestation format %q", cred.AttestationFormat)
+	}
+	a, err := rp.LoginCTAP2(ctx, c, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rp.LoginCTAP2(ctx, c, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Authenticator.SignCount <= a.Authenticator.SignCount {
+		t.Errorf("counter %d then %d", a.Authenticator.SignCount, b.Authenticator.SignCount)
+	}
+}
