@@ -8,7 +8,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"time"
 
+	"github.com/fxamacker/cbor/v2"
+	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 )
@@ -42,7 +45,17 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 		return nil, ctap2.ErrInvalidLength
 	}
 	params := msg[1:]
+	if msg[0] != ctap2.CmdGetNextAssertion {
+		// Any other command ends a getNextAssertion sequence (CTAP 2.1
+		// section 6.3).
+		a.clearNext()
+	}
 	switch msg[0] {
+	case ctap2.CmdGetNextAssertion:
+		if len(params) != 0 {
+			return nil, ctap2.ErrInvalidLength
+		}
+		return a.getNextAssertion()
 	case ctap2.CmdGetInfo:
 		if len(params) != 0 {
 			return nil, ctap2.ErrInvalidLength
@@ -72,10 +85,10 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 // info is what getInfo says. Versions, options and extensions grow with
 // the implementation: nothing is claimed that is not done.
 func (a *Authenticator) info() ctap2.Info {
-	return ctap2.Info{
+	info := ctap2.Info{
 		Versions:                 []string{"U2F_V2", "FIDO_2_0"},
 		AAGUID:                   AAGUID[:],
-		Options:                  map[string]bool{"rk": false, "up": true, "plat": false},
+		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
 		MaxMsgSize:               7609,
 		MaxCredentialCountInList: 8,
 		MaxCredentialIDLength:    255,
@@ -83,6 +96,12 @@ func (a *Authenticator) info() ctap2.Info {
 		Algorithms:               []ctap2.CredentialParameter{{Type: "public-key", Alg: ctap2.AlgES256}},
 		FirmwareVersion:          1,
 	}
+	if a.cfg.Resident != nil {
+		info.Extensions = []string{"credProtect"}
+		n := uint64(a.cfg.Resident.Remaining())
+		info.RemainingDiscoverable = &n
+	}
+	return info
 }
 
 // checkPinUvAuth rejects pinUvAuth parameters: no PIN/UV protocol is
@@ -144,8 +163,13 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err := checkPinUvAuth(req.PinUvAuthParam, req.PinUvAuthProtocol); err != nil {
 		return nil, err
 	}
-	if ctap2.Option(req.Options, "rk", false) {
-		return nil, ctap2.ErrUnsupportedOption // discoverable credentials: not yet
+	rk := ctap2.Option(req.Options, "rk", false)
+	if rk && a.cfg.Resident == nil {
+		return nil, ctap2.ErrUnsupportedOption
+	}
+	credProtect, err := credProtectExtension(req.Extensions)
+	if err != nil {
+		return nil, err
 	}
 	if !ctap2.Option(req.Options, "up", true) || ctap2.Option(req.Options, "uv", false) {
 		return nil, ctap2.ErrInvalidOption
@@ -167,6 +191,9 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		}
 		return nil, ctap2.ErrCredentialExcluded
 	}
+	if rk && a.cfg.Resident.Remaining() == 0 && !a.cfg.Resident.Exists(req.RP.ID, req.User.ID) {
+		return nil, ctap2.ErrKeyStoreFull // before the user is asked for nothing
+	}
 	if err := a.askUser(ctx, op, setStatus); err != nil {
 		return nil, err
 	}
@@ -174,6 +201,15 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
+	flags := ctap2.FlagUP | ctap2.FlagAT
+	var extOut []byte
+	if credProtect != 0 {
+		flags |= ctap2.FlagED
+		if extOut, err = ctap2.Marshal(map[string]any{"credProtect": credProtect}); err != nil {
+			return nil, err
+		}
+	}
+	var credID []byte
 	var rsp ctap2.MakeCredentialResponse
 	err = a.keys.NewCredential(rpHash, func(id []byte, k crypto.Signer) error {
 		pub, ok := k.Public().(*ecdsa.PublicKey)
@@ -184,11 +220,13 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		if err != nil {
 			return err
 		}
-		authData := authenticatorData(rpHash, ctap2.FlagUP|ctap2.FlagAT, counter)
+		credID = append([]byte(nil), id...)
+		authData := authenticatorData(rpHash, flags, counter)
 		authData = append(authData, AAGUID[:]...)
 		authData = binary.BigEndian.AppendUint16(authData, uint16(len(id)))
 		authData = append(authData, id...)
 		authData = append(authData, cose...)
+		authData = append(authData, extOut...)
 		// Packed self-attestation (WebAuthn section 8.2): the credential
 		// key signs authData || clientDataHash; no certificate, nothing
 		// shared between credentials.
@@ -203,7 +241,19 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
-	a.log.Info("ctap2 registration", "rp", req.RP.ID)
+	if rk {
+		err := a.cfg.Resident.Put(credstore.Credential{
+			ID: credID, RPID: req.RP.ID, UserID: req.User.ID, UserName: req.User.Name,
+			DisplayName: req.User.DisplayName, CredProtect: credProtect, Created: time.Now(),
+		})
+		if errors.Is(err, credstore.ErrFull) {
+			return nil, ctap2.ErrKeyStoreFull
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	a.log.Info("ctap2 registration", "rp", req.RP.ID, "discoverable", rk)
 	return ctap2.Marshal(rsp)
 }
 
@@ -229,28 +279,23 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	}
 	up := ctap2.Option(req.Options, "up", true)
 	rpHash := sha256.Sum256([]byte(req.RPID))
-	var id []byte
-	for _, d := range req.AllowList {
-		if d.Type == "public-key" && a.keys.Precheck(d.ID, rpHash) == nil {
-			id = d.ID
-			break
-		}
+	creds, err := a.applicableCredentials(req, rpHash)
+	if err != nil {
+		return nil, err
 	}
-	if id == nil {
-		// No discoverable credentials yet: without an allowList entry of
-		// ours there is nothing to sign with.
+	if len(creds) == 0 {
 		return nil, ctap2.ErrNoCredentials
 	}
+	first := creds[0]
 	var flags byte
 	// A silent (up=false) assertion is a pre-flight, not a use: it is not
 	// recorded, so it never makes the real request look like a replay.
-	replayKey := requestKey([]byte("ctap2 getAssertion"), rpHash[:], req.ClientDataHash, id, []byte{boolByte(up)})
 	if up {
-		if err := a.checkReplay(replayKey, req.RPID); err != nil {
+		if err := a.checkReplay(assertionKey(rpHash, req.ClientDataHash, first.ID, up), req.RPID); err != nil {
 			return nil, ctap2.ErrOperationDenied
 		}
 		// The TPM vouches for the credential before the user is asked.
-		if err := a.keys.UseCredential(id, rpHash, func(crypto.Signer) error { return nil }); err != nil {
+		if err := a.keys.UseCredential(first.ID, rpHash, func(crypto.Signer) error { return nil }); err != nil {
 			if errors.Is(err, ErrUnknownCredential) {
 				return nil, ctap2.ErrNoCredentials
 			}
@@ -261,14 +306,96 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		}
 		flags |= ctap2.FlagUP
 	}
+	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first)
+	if err != nil {
+		return nil, err
+	}
+	if len(creds) > 1 {
+		rsp.NumberOfCredentials = uint64(len(creds))
+		a.nextMu.Lock()
+		a.next = &nextAssertions{rpHash: rpHash, rpID: req.RPID, cdh: req.ClientDataHash, flags: flags,
+			creds: creds[1:], deadline: time.Now().Add(30 * time.Second)}
+		a.nextMu.Unlock()
+	}
+	return ctap2.Marshal(rsp)
+}
+
+// applicableCredentials finds the credentials a getAssertion may use
+// (CTAP 2.1 section 6.2.2 step 7): those in the allowList that are ours,
+// or every discoverable credential for the RP, newest first; credProtect
+// leaves out what needs user verification, which this token cannot do yet.
+func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rpHash [32]byte) ([]credstore.Credential, error) {
+	var out []credstore.Credential
+	if len(req.AllowList) > 0 {
+		for _, d := range req.AllowList {
+			if d.Type != "public-key" || a.keys.Precheck(d.ID, rpHash) != nil {
+				continue
+			}
+			c := credstore.Credential{ID: d.ID}
+			if a.cfg.Resident != nil {
+				if stored, ok := a.cfg.Resident.Find(d.ID); ok {
+					c = *stored
+				}
+			}
+			if c.CredProtect >= credProtectUVRequired {
+				continue
+			}
+			return []credstore.Credential{c}, nil // the first applicable one
+		}
+		return nil, nil
+	}
+	if a.cfg.Resident == nil {
+		return nil, nil
+	}
+	stored, err := a.cfg.Resident.List(rpHash)
+	if err != nil {
+		a.log.Warn("credential store: some entries could not be read", "err", err)
+	}
+	for _, c := range stored {
+		if c.CredProtect <= credProtectUVOptional {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// credProtect levels (CTAP 2.1 section 12.1).
+const (
+	credProtectUVOptional         = 1
+	credProtectUVOptionalWithList = 2
+	credProtectUVRequired         = 3
+)
+
+func credProtectExtension(ext map[string]cbor.RawMessage) (uint8, error) {
+	raw, ok := ext["credProtect"]
+	if !ok {
+		return 0, nil
+	}
+	var level uint64
+	if err := cbor.Unmarshal(raw, &level); err != nil {
+		return 0, ctap2.ErrCBORUnexpectedType
+	}
+	if level < credProtectUVOptional || level > credProtectUVRequired {
+		return 0, ctap2.ErrInvalidParameter
+	}
+	return uint8(level), nil
+}
+
+func assertionKey(rpHash [32]byte, cdh, id []byte, up bool) [32]byte {
+	return requestKey([]byte("ctap2 getAssertion"), rpHash[:], cdh, id, []byte{boolByte(up)})
+}
+
+// assert signs one assertion with c and records it in the replay store
+// when the user was present.
+func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential) (*ctap2.GetAssertionResponse, error) {
 	counter, err := a.keys.NextCounter()
 	if err != nil {
 		return nil, err
 	}
 	authData := authenticatorData(rpHash, flags, counter)
-	d := sha256.Sum256(append(append([]byte(nil), authData...), req.ClientDataHash...))
+	d := sha256.Sum256(append(append([]byte(nil), authData...), cdh...))
 	var sig []byte
-	err = a.keys.UseCredential(id, rpHash, func(k crypto.Signer) (err error) {
+	err = a.keys.UseCredential(c.ID, rpHash, func(k crypto.Signer) (err error) {
 		sig, err = k.Sign(rand.Reader, d[:], crypto.SHA256)
 		return err
 	})
@@ -278,16 +405,57 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	if err != nil {
 		return nil, err
 	}
-	if up {
-		if err := a.recordReplay(replayKey); err != nil {
+	if flags&ctap2.FlagUP != 0 {
+		if err := a.recordReplay(assertionKey(rpHash, cdh, c.ID, true)); err != nil {
 			return nil, err
 		}
 	}
-	return ctap2.Marshal(ctap2.GetAssertionResponse{
-		Credential: ctap2.CredentialDescriptor{Type: "public-key", ID: id},
+	rsp := &ctap2.GetAssertionResponse{
+		Credential: ctap2.CredentialDescriptor{Type: "public-key", ID: c.ID},
 		AuthData:   authData,
 		Signature:  sig,
-	})
+	}
+	if c.UserID != nil {
+		// Without user verification only the user id, never the names.
+		rsp.User = &ctap2.UserEntity{ID: c.UserID}
+	}
+	return rsp, nil
+}
+
+// nextAssertions is what authenticatorGetNextAssertion still has to
+// return: valid for 30 s, and only until another command arrives.
+type nextAssertions struct {
+	rpHash   [32]byte
+	rpID     string
+	cdh      []byte
+	flags    byte
+	creds    []credstore.Credential
+	deadline time.Time
+}
+
+func (a *Authenticator) clearNext() {
+	a.nextMu.Lock()
+	a.next = nil
+	a.nextMu.Unlock()
+}
+
+// getNextAssertion implements authenticatorGetNextAssertion (section 6.3).
+func (a *Authenticator) getNextAssertion() ([]byte, error) {
+	a.nextMu.Lock()
+	n := a.next
+	if n == nil || time.Now().After(n.deadline) || len(n.creds) == 0 {
+		a.next = nil
+		a.nextMu.Unlock()
+		return nil, ctap2.ErrNotAllowed
+	}
+	c := n.creds[0]
+	n.creds = n.creds[1:]
+	a.nextMu.Unlock()
+	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c)
+	if err != nil {
+		return nil, err
+	}
+	return ctap2.Marshal(rsp)
 }
 
 func boolByte(b bool) byte {

@@ -46,7 +46,10 @@ type Config struct {
 	// Replay, when set, is asked before every signature over a request and
 	// told after it. Nil means no replay protection.
 	Replay ReplayGuard
-	Logger *slog.Logger
+	// Resident stores discoverable credentials; nil means the token makes
+	// none (getInfo says rk: false).
+	Resident ResidentStore
+	Logger   *slog.Logger
 	// PresenceTimeout bounds one prompt. Default 30 s.
 	PresenceTimeout time.Duration
 	// ApprovalLifetime is how long an approval waits for the client's next
@@ -68,6 +71,8 @@ type Authenticator struct {
 	closeMu sync.Mutex
 	cancel  context.CancelFunc
 	locked  atomic.Bool
+	nextMu  sync.Mutex
+	next    *nextAssertions
 	used    atomic.Int64 // unix nanos of the last request
 }
 
@@ -141,6 +146,7 @@ func (a *Authenticator) Locked() bool { return a.locked.Load() }
 // pending prompts and unused approvals.
 func (a *Authenticator) PowerCycle() {
 	a.gate.reset()
+	a.clearNext()
 }
 
 // Close stops pending prompts.

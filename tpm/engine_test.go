@@ -187,3 +187,31 @@ func TestSWTPMBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSealUnseal(t *testing.T) {
+	sim := tpmtest.Simulator(t)
+	e := tpmtest.Engine(t, sim, tpm.Options{})
+	secret, blob, err := e.Seal()
+	if err != nil || len(secret) != 32 {
+		t.Fatalf("Seal: %v", err)
+	}
+	got, err := e.Unseal(blob)
+	if err != nil || string(got) != string(secret) {
+		t.Fatalf("Unseal: %v", err)
+	}
+	other := tpmtest.Engine(t, sim, tpm.Options{})
+	if _, err := other.Unseal(blob); !errors.Is(err, tpm.ErrSealedForeign) {
+		t.Fatalf("another installation unsealed it: %v", err)
+	}
+	bad := append([]byte(nil), blob...)
+	bad[len(bad)-2] ^= 1
+	if _, err := e.Unseal(bad); !errors.Is(err, tpm.ErrSealedForeign) {
+		t.Fatalf("tampered blob: %v", err)
+	}
+	for _, junk := range [][]byte{nil, {0}, {0, 200, 1}, blob[:10]} {
+		if _, err := e.Unseal(junk); !errors.Is(err, tpm.ErrSealedForeign) {
+			t.Fatalf("junk %x: %v", junk, err)
+		}
+	}
+	tpmtest.AssertNoLockout(t, sim)
+}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/tpm-u2f/tpm-u2f/control"
+	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -158,7 +160,13 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		log.Error("replay store is failing closed: no signatures until the window has passed", "until", st.FailClosedUntil)
 	}
 
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Logger: log,
+	creds, err := openCredentials(f.state, backend, engine, log)
+	if err != nil {
+		return err
+	}
+	defer creds.Close()
+
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, Logger: log,
 		PresenceTimeout: f.prompt + time.Second})
 	defer auth.Close()
 
@@ -220,6 +228,50 @@ func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence
 		return p, conn, nil
 	}
 	return nil, nil, fmt.Errorf("--presence: unknown mode %q (want dbus or always)", mode)
+}
+
+// openCredentials opens the discoverable-credential store: its metadata
+// key is sealed by the TPM (credentials.key), its entries are in
+// credentials.db. The simulator forgets its keys at exit, so for it the
+// store lives in a temporary directory.
+func openCredentials(dir string, b tpm.Backend, e *tpm.Engine, log *slog.Logger) (*credstore.Store, error) {
+	if b.Volatile {
+		tmp, err := os.MkdirTemp("", "tpm-u2f-sim-credentials")
+		if err != nil {
+			return nil, err
+		}
+		dir = tmp
+	}
+	keyPath, dbPath := filepath.Join(dir, "credentials.key"), filepath.Join(dir, "credentials.db")
+	var secret []byte
+	blob, err := os.ReadFile(keyPath)
+	switch {
+	case err == nil:
+		secret, err = e.Unseal(blob)
+		if errors.Is(err, tpm.ErrSealedForeign) {
+			// Another installation's (the identity was reset): its
+			// credentials cannot be used with this TPM identity anyway.
+			log.Warn("the credential store belongs to an earlier identity; moving it aside", "path", dbPath)
+			os.Rename(keyPath, keyPath+".old")
+			os.Rename(dbPath, dbPath+".old")
+			secret = nil
+		} else if err != nil {
+			return nil, fmt.Errorf("credential store key: %w", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	if secret == nil {
+		var blob []byte
+		if secret, blob, err = e.Seal(); err != nil {
+			return nil, fmt.Errorf("seal the credential store key: %w", err)
+		}
+		if err := atomicfile.Write(keyPath, blob); err != nil {
+			return nil, err
+		}
+	}
+	defer clear(secret)
+	return credstore.Open(dbPath, secret, 256)
 }
 
 // serveControl starts the control socket; without XDG_RUNTIME_DIR (and no

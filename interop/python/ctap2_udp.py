@@ -71,9 +71,43 @@ def main():
     check("RS256-only request gets UNSUPPORTED_ALGORITHM",
           code(ctap.make_credential, cdh, rp, user, [{"type": "public-key", "alg": -257}])
           == CtapError.ERR.UNSUPPORTED_ALGORITHM)
-    check("resident key request gets UNSUPPORTED_OPTION (not built yet)",
-          code(ctap.make_credential, cdh, rp, user, [{"type": "public-key", "alg": -7}], options={"rk": True})
-          == CtapError.ERR.UNSUPPORTED_OPTION)
+
+    # Discoverable credentials: two accounts at one RP, found without an
+    # allowList, the second through getNextAssertion.
+    check("getInfo says rk", info.options.get("rk") is True, str(info.options))
+    rp2 = {"id": "passkeys.example", "name": "Passkeys"}
+    keys = {}
+    for uid, name in ((b"user-a", "ann"), (b"user-b", "ben")):
+        att = ctap.make_credential(hashlib.sha256(name.encode()).digest(), rp2, {"id": uid, "name": name},
+                                   [{"type": "public-key", "alg": -7}], options={"rk": True})
+        keys[uid] = att.auth_data.credential_data.public_key
+    # A credProtect=3 (UV required) credential must not be discoverable without UV.
+    att3 = ctap.make_credential(cdh, rp2, {"id": b"user-c", "name": "cat"}, [{"type": "public-key", "alg": -7}],
+                                extensions={"credProtect": 3}, options={"rk": True})
+    check("credProtect returned in the extension output", att3.auth_data.extensions == {"credProtect": 3},
+          str(att3.auth_data.extensions))
+    h = hashlib.sha256(b"discover").digest()
+    first = ctap.get_assertion("passkeys.example", h)
+    check("discoverable login: two credentials", first.number_of_credentials == 2, str(first.number_of_credentials))
+    second = ctap.get_next_assertion()
+    seen = set()
+    for a in (first, second):
+        uid = a.user["id"]
+        seen.add(uid)
+        try:
+            a.verify(h, keys[uid])
+            ok = True
+        except Exception:  # noqa: BLE001
+            ok = False
+        check("discovered assertion for %s verifies" % uid.decode(), ok)
+        check("no user names without user verification", set(a.user.keys()) == {"id"}, str(a.user))
+    check("both accounts, newest first", [first.user["id"], second.user["id"]] == [b"user-b", b"user-a"])
+    check("no third getNextAssertion", code(ctap.get_next_assertion) == CtapError.ERR.NOT_ALLOWED)
+    # Registering again for the same user replaces the credential.
+    ctap.make_credential(hashlib.sha256(b"again").digest(), rp2, {"id": b"user-a", "name": "ann"},
+                         [{"type": "public-key", "alg": -7}], options={"rk": True})
+    again = ctap.get_assertion("passkeys.example", hashlib.sha256(b"discover 2").digest())
+    check("same RP and user replaces, not adds", again.number_of_credentials == 2, str(again.number_of_credentials))
 
     print("python-fido2 ctap2 interop: %d passed, %d failed" % (u2f_udp.passed, u2f_udp.failed))
     return 1 if u2f_udp.failed else 0

@@ -13,6 +13,7 @@ type Info struct {
 	Transports               []string              `cbor:"9,keyasint,omitempty"`
 	Algorithms               []CredentialParameter `cbor:"10,keyasint,omitempty"`
 	FirmwareVersion          uint64                `cbor:"14,keyasint,omitempty"`
+	RemainingDiscoverable    *uint64               `cbor:"20,keyasint,omitempty"`
 }
 
 // MakeCredentialResponse is authenticatorMakeCredential's response.

@@ -86,6 +86,7 @@ func NewServer(t Transport, h Handler, opt Options) *Server {
 type incoming struct {
 	r   Report
 	err error
+	at  time.Time // when the report was read: the inter-packet timeout counts from arrival, not from when the loop got to it
 }
 
 // Serve answers reports until ctx is done or the transport fails. It owns
@@ -101,7 +102,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		for {
 			r, err := s.t.ReadReport()
 			select {
-			case reports <- incoming{r, err}:
+			case reports <- incoming{r, err, time.Now()}:
 			case <-ctx.Done():
 				return
 			}
@@ -132,7 +133,7 @@ loop:
 				}
 				break loop
 			}
-			s.handleReport(ctx, in.r)
+			s.handleReport(ctx, in.r, in.at)
 		case rsp := <-done:
 			req := s.running
 			s.running = nil
@@ -146,8 +147,25 @@ loop:
 				r.mu.Unlock()
 				s.send(r.cid, CmdKeepalive, []byte{st}, r.peer)
 			}
-		case now := <-timeout.C:
-			if s.assembly != nil && now.Sub(s.asmLast) > s.opt.MessageTimeout {
+		case <-timeout.C:
+			// Reports that arrived in time but wait for the loop must not
+			// lose the race against the tick: take them first.
+			drained := false
+			for !drained {
+				select {
+				case in := <-reports:
+					if in.err != nil {
+						if !errors.Is(in.err, errClosed) {
+							result = in.err
+						}
+						break loop
+					}
+					s.handleReport(ctx, in.r, in.at)
+				default:
+					drained = true
+				}
+			}
+			if s.assembly != nil && time.Since(s.asmLast) > s.opt.MessageTimeout {
 				s.log.Info("ctaphid: message timeout", "cid", s.assembly.cid, "have", len(s.assembly.payload), "want", s.assembly.want)
 				s.sendError(s.assembly.cid, ErrMsgTimeout, s.asmPeer)
 				s.assembly = nil
@@ -164,7 +182,7 @@ loop:
 	return result
 }
 
-func (s *Server) handleReport(ctx context.Context, r Report) {
+func (s *Server) handleReport(ctx context.Context, r Report, at time.Time) {
 	p := decodePacket(&r.Data)
 	if p.cid == 0 {
 		s.log.Debug("ctaphid: report on CID 0")
@@ -172,7 +190,7 @@ func (s *Server) handleReport(ctx context.Context, r Report) {
 		return
 	}
 	if !p.init {
-		s.continuation(ctx, p, r.Peer)
+		s.continuation(ctx, p, r.Peer, at)
 		return
 	}
 	if p.cmd == CmdInit {
@@ -222,13 +240,13 @@ func (s *Server) handleReport(ctx context.Context, r Report) {
 	s.touch(p.cid)
 	m := start(p)
 	if !m.complete() {
-		s.assembly, s.asmPeer, s.asmLast = m, r.Peer, time.Now()
+		s.assembly, s.asmPeer, s.asmLast = m, r.Peer, at
 		return
 	}
 	s.dispatch(ctx, m, r.Peer)
 }
 
-func (s *Server) continuation(ctx context.Context, p packet, peer any) {
+func (s *Server) continuation(ctx context.Context, p packet, peer any, at time.Time) {
 	if p.cid == BroadcastCID {
 		s.sendError(p.cid, ErrInvalidChannel, peer)
 		return
@@ -245,7 +263,7 @@ func (s *Server) continuation(ctx context.Context, p packet, peer any) {
 		s.sendError(p.cid, ErrInvalidSeq, peer)
 		return
 	}
-	s.asmLast = time.Now()
+	s.asmLast = at
 	if m.complete() {
 		s.assembly = nil
 		s.dispatch(ctx, m, peer)

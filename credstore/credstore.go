@@ -1,0 +1,215 @@
+// Package credstore owns the discoverable (resident) credentials: a bbolt
+// database in the state directory (0600, fsync on every commit) whose
+// entries say nothing to whoever copies the disk. An entry's key is an HMAC
+// of (rpIdHash, user id) and its value is AES-256-GCM ciphertext of the
+// credential's metadata (RP ID, user id, names), both under keys derived
+// from a 32-byte secret that the TPM seals (package tpm): without this
+// installation's TPM the file reveals neither sites nor account names.
+//
+// A Store is safe for concurrent use (bbolt serialises writers).
+package credstore
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Credential is one discoverable credential.
+type Credential struct {
+	ID          []byte    `cbor:"1,keyasint"` // the TPM credential ID
+	RPID        string    `cbor:"2,keyasint"`
+	UserID      []byte    `cbor:"3,keyasint"`
+	UserName    string    `cbor:"4,keyasint,omitempty"`
+	DisplayName string    `cbor:"5,keyasint,omitempty"`
+	CredProtect uint8     `cbor:"6,keyasint,omitempty"`
+	Created     time.Time `cbor:"7,keyasint"`
+}
+
+var (
+	// ErrFull: the store holds its maximum number of credentials.
+	ErrFull = errors.New("credstore: full")
+	// ErrCorrupt: an entry does not decrypt under our key.
+	ErrCorrupt = errors.New("credstore: entry does not decrypt (damaged, or another installation's)")
+)
+
+var bucket = []byte("credentials-v1")
+
+// encMode keeps creation times to the nanosecond: whole seconds (the
+// library's default) would tie credentials made in the same second, and
+// "newest first" would become random.
+var encMode = func() cbor.EncMode {
+	m, err := cbor.EncOptions{Time: cbor.TimeRFC3339Nano}.EncMode()
+	if err != nil {
+		panic(err) // static options
+	}
+	return m
+}()
+
+// Store is the credential database.
+type Store struct {
+	db     *bolt.DB
+	aead   cipher.AEAD
+	macKey []byte
+	max    int
+}
+
+// Open opens (or creates) the database at path with the sealed secret and
+// a maximum number of credentials.
+func Open(path string, secret []byte, max int) (*Store, error) {
+	if len(secret) != 32 {
+		return nil, errors.New("credstore: secret must be 32 bytes")
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("credstore: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucket); return err }); err != nil {
+		db.Close()
+		return nil, err
+	}
+	block, _ := aes.NewCipher(derive(secret, "tpm-u2f credstore encryption"))
+	aead, _ := cipher.NewGCM(block)
+	return &Store{db: db, aead: aead, macKey: derive(secret, "tpm-u2f credstore index"), max: max}, nil
+}
+
+func derive(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// entryKey is where a (RP, user) pair lives: one credential per user per
+// RP, as CTAP requires.
+func (s *Store) entryKey(rpIDHash [32]byte, userID []byte) []byte {
+	m := hmac.New(sha256.New, s.macKey)
+	m.Write(rpIDHash[:])
+	m.Write(userID)
+	return m.Sum(nil)
+}
+
+func (s *Store) seal(key []byte, c *Credential) ([]byte, error) {
+	plain, err := encMode.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, s.aead.NonceSize())
+	rand.Read(nonce)
+	return s.aead.Seal(nonce, nonce, plain, key), nil
+}
+
+// Decode decrypts and decodes one entry. It never panics on bad input.
+func (s *Store) Decode(key, value []byte) (*Credential, error) {
+	ns := s.aead.NonceSize()
+	if len(value) < ns+s.aead.Overhead() {
+		return nil, ErrCorrupt
+	}
+	plain, err := s.aead.Open(nil, value[:ns], value[ns:], key)
+	if err != nil {
+		return nil, ErrCorrupt
+	}
+	var c Credential
+	if err := cbor.Unmarshal(plain, &c); err != nil || c.ID == nil {
+		return nil, ErrCorrupt
+	}
+	return &c, nil
+}
+
+// Put stores c, replacing any credential for the same RP and user in the
+// same transaction (CTAP 2.1 section 6.1.2 step 17).
+func (s *Store) Put(c Credential) error {
+	rpHash := sha256.Sum256([]byte(c.RPID))
+	key := s.entryKey(rpHash, c.UserID)
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b.Get(key) == nil && b.Stats().KeyN >= s.max {
+			return ErrFull
+		}
+		v, err := s.seal(key, &c)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, v)
+	})
+}
+
+// Exists reports whether a credential for this RP and user is stored (a
+// Put then replaces rather than adds).
+func (s *Store) Exists(rpID string, userID []byte) bool {
+	key := s.entryKey(sha256.Sum256([]byte(rpID)), userID)
+	found := false
+	s.db.View(func(tx *bolt.Tx) error { found = tx.Bucket(bucket).Get(key) != nil; return nil })
+	return found
+}
+
+// List returns every credential for rpIDHash, newest first. Entries that
+// do not decrypt are skipped (and counted in the error, which is returned
+// with whatever was found).
+func (s *Store) List(rpIDHash [32]byte) ([]Credential, error) {
+	all, err := s.All()
+	var out []Credential
+	for _, c := range all {
+		if sha256.Sum256([]byte(c.RPID)) == rpIDHash {
+			out = append(out, c)
+		}
+	}
+	return out, err
+}
+
+// All returns every credential, newest first.
+func (s *Store) All() ([]Credential, error) {
+	var out []Credential
+	bad := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			c, err := s.Decode(k, v)
+			if err != nil {
+				bad++
+				return nil
+			}
+			out = append(out, *c)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	if err == nil && bad > 0 {
+		err = fmt.Errorf("%w: %d entries", ErrCorrupt, bad)
+	}
+	return out, err
+}
+
+// Find returns the credential with this credential ID, if it is stored.
+func (s *Store) Find(id []byte) (*Credential, bool) {
+	all, _ := s.All()
+	for i := range all {
+		if bytes.Equal(all[i].ID, id) {
+			return &all[i], true
+		}
+	}
+	return nil, false
+}
+
+// Remaining is how many more credentials fit.
+func (s *Store) Remaining() int {
+	n := 0
+	s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucket).Stats().KeyN; return nil })
+	return max(s.max-n, 0)
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
