@@ -90,6 +90,21 @@ check restart-after-kill9 sh -c 'fido2-assert -G -p -i /tmp/assert_param -o /tmp
 after=$(counter /tmp/assert)
 if [ -n "$after" ] && [ "$after" -gt "$before" ]; then result counter-forward-after-kill9 PASS "$before -> $after"; else result counter-forward-after-kill9 FAIL "$before -> $after"; fi
 
+# CTAP2 (experimental, --ctap2): libfido2 now speaks CTAP2 to the key.
+kill -TERM $DAEMON; wait $DAEMON 2>/dev/null
+i=0; while [ -e /dev/hidraw0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+/bin/tpm-u2f run --tpm /dev/tpmrm0 --transport uhid --presence always --ctap2 --state /tmp/state >> /tmp/daemon.log 2>&1 &
+DAEMON=$!
+i=0; while [ ! -e /dev/hidraw0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+check ctap2-token-info sh -c 'fido2-token -I /dev/hidraw0 | tee /dev/stderr | grep -q "FIDO_2_0"'
+printf '%s\n%s\n%s\n%s\n' "$(b64rand)" passkeys.example bob "$(b64rand)" > /tmp/rk_param
+check ctap2-cred-make-resident sh -c 'fido2-cred -M -r -i /tmp/rk_param -o /tmp/rk /dev/hidraw0 && fido2-cred -V -i /tmp/rk -o /tmp/rk_key'
+printf '%s\n%s\n' "$(b64rand)" passkeys.example > /tmp/rka_param
+check ctap2-assert-discoverable sh -c 'fido2-assert -G -r -p -i /tmp/rka_param -o /tmp/rka /dev/hidraw0 && tail -n +2 /tmp/rk_key > /tmp/rk.pem && fido2-assert -V -p -i /tmp/rka /tmp/rk.pem es256'
+check ctap2-ssh-keygen-resident ssh-keygen -t ecdsa-sk -O resident -O application=ssh:e2e -f /root/.ssh/id_rk -N '' -C tpm-u2f-resident
+cp /root/.ssh/id_rk.pub /root/.ssh/authorized_keys 2>/dev/null
+check ctap2-ssh-login-resident sh -c 'ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i /root/.ssh/id_rk -p 2222 root@127.0.0.1 echo SSH-LOGIN-OK | grep -q SSH-LOGIN-OK'
+
 kill -TERM $DAEMON
 i=0; while kill -0 $DAEMON 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 if kill -0 $DAEMON 2>/dev/null; then result daemon-stops FAIL; else result daemon-stops PASS; fi
