@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
 	"github.com/tpm-u2f/tpm-u2f/internal/webauthnrp"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -20,11 +23,14 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 )
 
+// demoCommand is "tpm-u2f demo" (what "make demo" runs): the token on the
+// embedded simulator, a relying party verifying it with go-webauthn, and
+// the TPM commands each step costs. Nothing touches the real TPM or disk.
 func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tpm-u2f demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	transport := fs.String("transport", "memory", "memory (an in-memory HID pipe) or udp:127.0.0.1:PORT (CTAPHID over loopback UDP)")
-	verbose := fs.Bool("verbose", false, "log at debug level")
+	transport := fs.String("transport", "memory", "memory (an in-memory HID pipe) or udp:127.0.0.1:PORT (CTAPHID over loopback UDP; port 0 picks one)")
+	verbose := fs.Bool("verbose", false, "log at debug level (default: warnings only)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -36,6 +42,8 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	// Presence is automatic, so every step is quick; a bound keeps a
+	// broken step from hanging "make demo".
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	return demo(ctx, *transport, stdout, log)
@@ -46,25 +54,31 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 
 	t, _, err := tpm.Open("sim")
 	if err != nil {
-		return err
+		return fmt.Errorf("open the TPM simulator: %w", err)
 	}
 	defer t.Close()
 	meter := tpm.NewMeter(t)
 	say("TPM: the embedded reference simulator; its state lives in memory and is gone when the demo ends.")
 	mark := meter.Snapshot()
+	// used is the TPM commands since the previous call: what one step cost.
 	used := func() string {
 		now := meter.Snapshot()
 		s := now.Sub(mark).String()
 		mark = now
+		if s == "" {
+			return "no command"
+		}
 		return s
 	}
 	engine, _, err := tpm.New(meter, tpm.NewIdentity(), tpm.Options{Logger: log})
 	if err != nil {
-		return err
+		return fmt.Errorf("start the TPM engine: %w", err)
 	}
 	defer engine.Close()
 	say("  start-up (once per process): %s", used())
 
+	// presence.Always without its logger: it would warn on every request,
+	// and the line below already says it once.
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: presence.Always{}, Logger: log})
 	defer auth.Close()
 	say("User presence: approved automatically in this demo (the daemon asks the desktop).")
@@ -74,15 +88,23 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 		return err
 	}
 	srv := ctaphid.NewServer(dev, auth, ctaphid.Options{Capabilities: ctaphid.CapWink | ctaphid.CapCBOR, Logger: log})
+	srvCtx, stopSrv := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx) }()
-	defer host.Close()
+	go func() { served <- srv.Serve(srvCtx) }()
+	// Serve owns dev and closes it; stop ends it on every path (the host
+	// end too, for UDP) and waits, so no goroutine outlives the demo.
+	stop := sync.OnceValue(func() error {
+		stopSrv()
+		host.Close()
+		return <-served
+	})
+	defer stop()
 
 	c := ctaphid.NewClient(host)
 	if err := c.Init(ctx); err != nil {
-		return err
+		return fmt.Errorf("CTAPHID INIT: %w", err)
 	}
-	say("CTAPHID: channel %08x allocated over %s.", c.Channel(), transport)
+	say("CTAPHID INIT: channel %08x allocated over %s.", c.Channel(), describeTransport(transport))
 
 	rp, err := webauthnrp.New("localhost")
 	if err != nil {
@@ -106,6 +128,8 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 		if err != nil {
 			return fmt.Errorf("login %d: %w", i, err)
 		}
+		// Login already refuses a counter that did not move; this checks
+		// the demo's own claim.
 		if i > 1 && got.Authenticator.SignCount <= last {
 			return fmt.Errorf("login %d: signature counter %d did not move past %d", i, got.Authenticator.SignCount, last)
 		}
@@ -114,17 +138,21 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 		say("   TPM: %s", used())
 	}
 	if _, err := rp.Login(ctx, c, user, true); err == nil {
-		return fmt.Errorf("a login with a tampered signature was accepted: verification is not working")
+		return errors.New("a login with a tampered signature was accepted: verification is not working")
 	}
 	say("4. A login with one bit of the signature flipped is rejected by go-webauthn, as it must be.")
 	used()
 
-	other, _ := webauthnrp.New("evil.example")
-	evilUser := &webauthnrp.User{ID: user.ID, Name: user.Name, Credentials: user.Credentials}
-	if _, err := other.Login(ctx, c, evilUser, false); err == nil || !strings.Contains(err.Error(), "6A80") {
-		return fmt.Errorf("another site could use alice's credential: %v", err)
+	other, err := webauthnrp.New("evil.example")
+	if err != nil {
+		return err
 	}
-	say("5. evil.example presenting alice's credential ID gets 0x6A80 (bound to localhost); TPM: %s", orNone(used()))
+	evilUser := &webauthnrp.User{ID: user.ID, Name: user.Name, Credentials: user.Credentials}
+	var se *u2fhost.StatusError
+	if _, err := other.Login(ctx, c, evilUser, false); !errors.As(err, &se) || se.SW != u2fhost.SWWrongData {
+		return fmt.Errorf("evil.example presenting alice's credential: got %v, want status 6A80", err)
+	}
+	say("5. evil.example presenting alice's credential ID gets 0x6A80 (bound to localhost); TPM: %s", used())
 
 	say("CTAP2 (experimental in the daemon: --ctap2):")
 	bob := &webauthnrp.User{ID: make([]byte, 32), Name: "bob"}
@@ -140,24 +168,19 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 	}
 	say("7. getAssertion verified by go-webauthn, counter %d; TPM: %s", got.Authenticator.SignCount, used())
 
-	// Closing the host end ends the in-memory pipe; a UDP server stops
-	// with the context.
-	host.Close()
-	if transport != "memory" {
-		dev.Close()
-	}
-	if err := <-served; err != nil {
-		return err
+	if err := stop(); err != nil {
+		return fmt.Errorf("CTAPHID server: %w", err)
 	}
 	say("demo: OK")
 	return nil
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "no command"
+// describeTransport says in words what --transport chose.
+func describeTransport(spec string) string {
+	if spec == "memory" {
+		return "an in-memory HID pipe"
 	}
-	return s
+	return "loopback UDP (" + strings.TrimPrefix(spec, "udp:") + ")"
 }
 
 // demoTransport returns the device and host ends the demo talks over.
@@ -167,15 +190,25 @@ func demoTransport(spec string, log *slog.Logger) (dev, host ctaphid.Transport, 
 		dev, host = hidtest.NewPipe()
 		return dev, host, nil
 	case strings.HasPrefix(spec, "udp:"):
-		dev, err = ctaphid.ListenUDP(strings.TrimPrefix(spec, "udp:"), log)
-		if err != nil {
-			return nil, nil, err
+		addr := strings.TrimPrefix(spec, "udp:")
+		if h, _, err := net.SplitHostPort(addr); err != nil || !net.ParseIP(h).IsLoopback() {
+			// The demo's token approves every request: never offer it
+			// beyond this machine.
+			return nil, nil, fmt.Errorf("--transport %s: the demo listens on a loopback address only", spec)
 		}
-		addr := dev.(interface{ LocalAddr() net.Addr }).LocalAddr().String()
-		host, err = ctaphid.DialUDP(addr)
+		dev, err = ctaphid.ListenUDP(addr, log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--transport: %w", err)
+		}
+		la, ok := dev.(interface{ LocalAddr() net.Addr })
+		if !ok {
+			dev.Close()
+			return nil, nil, errors.New("--transport: the UDP transport does not report its address")
+		}
+		host, err = ctaphid.DialUDP(la.LocalAddr().String())
 		if err != nil {
 			dev.Close()
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("--transport: %w", err)
 		}
 		return dev, host, nil
 	}

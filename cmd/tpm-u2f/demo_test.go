@@ -15,8 +15,12 @@ func TestDemo(t *testing.T) {
 				t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 			}
 			for _, want := range []string{
-				`Registration verified by go-webauthn: attestation "fido-u2f"`,
+				"its state lives in memory",
+				"approved automatically in this demo",
+				"CTAPHID INIT: channel",
+				`1. Registration verified by go-webauthn: attestation "fido-u2f"`,
 				"TPM: Sign×2 FlushContext×1 CreateLoaded×1",
+				"2. Login verified by go-webauthn",
 				"3. Login verified by go-webauthn",
 				"TPM: Load×1 Sign×1 FlushContext×1",
 				"rejected by go-webauthn",
@@ -29,6 +33,22 @@ func TestDemo(t *testing.T) {
 					t.Errorf("demo output lacks %q:\n%s", want, out.String())
 				}
 			}
+			if n := strings.Count(out.String(), "\n"); n > 25 {
+				t.Errorf("demo output is %d lines; keep it short", n)
+			}
+			// Warnings only by default: a clean run over the pipe logs
+			// nothing. (UDP rightly warns that any local user can reach it.)
+			if transport == "memory" && errs.Len() != 0 {
+				t.Errorf("demo wrote to stderr:\n%s", errs.String())
+			}
 		})
+	}
+}
+
+func TestDemoRefusesNonLoopbackUDP(t *testing.T) {
+	var out, errs bytes.Buffer
+	code := Main(context.Background(), []string{"demo", "--transport", "udp:0.0.0.0:0"}, &out, &errs)
+	if code != 1 || !strings.Contains(errs.String(), "loopback") || strings.Contains(out.String(), "demo: OK") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errs.String())
 	}
 }

@@ -1,6 +1,7 @@
 package webauthnrp
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -45,7 +46,10 @@ func (r *RP) RegisterCTAP2(ctx context.Context, c *ctaphid.Client, u *User) (*we
 	if err != nil {
 		return nil, err
 	}
-	cd := r.clientData("webauthn.create", session.Challenge)
+	cd, err := r.clientData("webauthn.create", session.Challenge)
+	if err != nil {
+		return nil, err
+	}
 	cdh := sha256.Sum256(cd)
 	body, err := ctap2Call(ctx, c, ctap2.CmdMakeCredential, map[int]any{
 		1: cdh[:],
@@ -107,7 +111,10 @@ func (r *RP) LoginCTAP2(ctx context.Context, c *ctaphid.Client, u *User) (*webau
 	if err != nil {
 		return nil, err
 	}
-	cd := r.clientData("webauthn.get", session.Challenge)
+	cd, err := r.clientData("webauthn.get", session.Challenge)
+	if err != nil {
+		return nil, err
+	}
 	cdh := sha256.Sum256(cd)
 	last := &u.Credentials[len(u.Credentials)-1]
 	body, err := ctap2Call(ctx, c, ctap2.CmdGetAssertion, map[int]any{
@@ -123,12 +130,7 @@ func (r *RP) LoginCTAP2(ctx context.Context, c *ctaphid.Client, u *User) (*webau
 	if err := cbor.Unmarshal(body, &ga); err != nil {
 		return nil, err
 	}
-	cred, err := r.finishLogin(u, session, last.ID, cd, ga.AuthData, ga.Signature)
-	if err != nil {
-		return nil, err
-	}
-	last.Authenticator.SignCount = cred.Authenticator.SignCount
-	return cred, nil
+	return r.finishLogin(u, session, last.ID, cd, ga.AuthData, ga.Signature)
 }
 
 func (r *RP) finishLogin(u *User, session *webauthn.SessionData, id, cd, authData, sig []byte) (*webauthn.Credential, error) {
@@ -146,6 +148,19 @@ func (r *RP) finishLogin(u *User, session *webauthn.SessionData, id, cd, authDat
 	cred, err := r.wa.ValidateLogin(u, *session, parsed)
 	if err != nil {
 		return nil, fmt.Errorf("go-webauthn rejected the login: %w", err)
+	}
+	// go-webauthn only flags a counter that did not move forward (and then
+	// keeps the old count); a relying party decides. This one refuses: the
+	// token's counter is strictly increasing, so anything else is a bug or
+	// a cloned key.
+	if cred.Authenticator.CloneWarning {
+		return nil, fmt.Errorf("signature counter %d did not move past the stored %d: refusing a possibly cloned key",
+			parsed.Response.AuthenticatorData.Counter, cred.Authenticator.SignCount)
+	}
+	for i := range u.Credentials {
+		if bytes.Equal(u.Credentials[i].ID, cred.ID) {
+			u.Credentials[i].Authenticator.SignCount = cred.Authenticator.SignCount
+		}
 	}
 	return cred, nil
 }
