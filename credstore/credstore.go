@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -59,10 +60,20 @@ var encMode = func() cbor.EncMode {
 
 // Store is the credential database.
 type Store struct {
-	db     *bolt.DB
+	db   *bolt.DB
+	keys atomic.Pointer[storeKeys] // replaced whole by Reset
+	max  int
+}
+
+type storeKeys struct {
 	aead   cipher.AEAD
 	macKey []byte
-	max    int
+}
+
+func newKeys(secret []byte) *storeKeys {
+	block, _ := aes.NewCipher(derive(secret, "tpm-u2f credstore encryption"))
+	aead, _ := cipher.NewGCM(block)
+	return &storeKeys{aead: aead, macKey: derive(secret, "tpm-u2f credstore index")}
 }
 
 // Open opens (or creates) the database at path with the sealed secret and
@@ -83,9 +94,9 @@ func Open(path string, secret []byte, max int) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	block, _ := aes.NewCipher(derive(secret, "tpm-u2f credstore encryption"))
-	aead, _ := cipher.NewGCM(block)
-	return &Store{db: db, aead: aead, macKey: derive(secret, "tpm-u2f credstore index"), max: max}, nil
+	s := &Store{db: db, max: max}
+	s.keys.Store(newKeys(secret))
+	return s, nil
 }
 
 func derive(secret []byte, label string) []byte {
@@ -97,7 +108,7 @@ func derive(secret []byte, label string) []byte {
 // entryKey is where a (RP, user) pair lives: one credential per user per
 // RP, as CTAP requires.
 func (s *Store) entryKey(rpIDHash [32]byte, userID []byte) []byte {
-	m := hmac.New(sha256.New, s.macKey)
+	m := hmac.New(sha256.New, s.keys.Load().macKey)
 	m.Write(rpIDHash[:])
 	m.Write(userID)
 	return m.Sum(nil)
@@ -108,18 +119,20 @@ func (s *Store) seal(key []byte, c *Credential) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	nonce := make([]byte, s.aead.NonceSize())
+	aead := s.keys.Load().aead
+	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
-	return s.aead.Seal(nonce, nonce, plain, key), nil
+	return aead.Seal(nonce, nonce, plain, key), nil
 }
 
 // Decode decrypts and decodes one entry. It never panics on bad input.
 func (s *Store) Decode(key, value []byte) (*Credential, error) {
-	ns := s.aead.NonceSize()
-	if len(value) < ns+s.aead.Overhead() {
+	aead := s.keys.Load().aead
+	ns := aead.NonceSize()
+	if len(value) < ns+aead.Overhead() {
 		return nil, ErrCorrupt
 	}
-	plain, err := s.aead.Open(nil, value[:ns], value[ns:], key)
+	plain, err := aead.Open(nil, value[:ns], value[ns:], key)
 	if err != nil {
 		return nil, ErrCorrupt
 	}
@@ -213,3 +226,22 @@ func (s *Store) Remaining() int {
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Reset deletes every credential and re-keys the store with a new secret
+// (authenticatorReset).
+func (s *Store) Reset(secret []byte) error {
+	if len(secret) != 32 {
+		return errors.New("credstore: secret must be 32 bytes")
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucket); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		_, err := tx.CreateBucket(bucket)
+		return err
+	}); err != nil {
+		return err
+	}
+	s.keys.Store(newKeys(secret))
+	return nil
+}

@@ -150,3 +150,18 @@ func TestNewestFirstWithinOneSecond(t *testing.T) {
 		}
 	}
 }
+
+func TestReset(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "credentials.db"), secret(1), 10)
+	s.Put(cred("a", "1", "x", 1))
+	if err := s.Reset(secret(9)); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := s.All(); len(all) != 0 || err != nil || s.Remaining() != 10 {
+		t.Fatalf("after reset: %d entries, %v", len(all), err)
+	}
+	s.Put(cred("b", "1", "y", 2))
+	if got, _ := s.List(sha256.Sum256([]byte("b"))); len(got) != 1 {
+		t.Fatal("store unusable after reset")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -73,6 +74,11 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 			return nil, err
 		}
 		return a.getAssertion(ctx, req, setStatus)
+	case ctap2.CmdReset:
+		if len(params) != 0 {
+			return nil, ctap2.ErrInvalidLength
+		}
+		return nil, a.reset(ctx, setStatus)
 	case ctap2.CmdSelection:
 		if err := a.askUser(ctx, presence.Request{Operation: "select this key"}, setStatus); err != nil {
 			return nil, err
@@ -102,6 +108,33 @@ func (a *Authenticator) info() ctap2.Info {
 		info.RemainingDiscoverable = &n
 	}
 	return info
+}
+
+// resetWindow is how long after power-up a reset is accepted (CTAP 2.1
+// section 6.6): a remote site cannot wipe a key that has been plugged in
+// for a while.
+const resetWindow = 10 * time.Second
+
+// reset implements authenticatorReset: within 10 s of power-up, with the
+// user's consent, every credential is wiped for good.
+func (a *Authenticator) reset(ctx context.Context, setStatus func(byte)) error {
+	if a.cfg.Reset == nil {
+		return ctap2.ErrNotAllowed
+	}
+	if a.cfg.Now().Sub(time.Unix(0, a.powerUp.Load())) > resetWindow {
+		a.log.Info("ctap2 reset refused: only within 10 s of plugging the key in (tpm-u2f replug)")
+		return ctap2.ErrNotAllowed
+	}
+	if err := a.askUser(ctx, presence.Request{Operation: "reset the key and delete every credential on it"}, setStatus); err != nil {
+		return err
+	}
+	if err := a.cfg.Reset(); err != nil {
+		return fmt.Errorf("reset: %w", err)
+	}
+	a.clearNext()
+	a.gate.reset()
+	a.log.Warn("the key was reset: every credential is gone")
+	return nil
 }
 
 // checkPinUvAuth rejects pinUvAuth parameters: no PIN/UV protocol is

@@ -1,15 +1,19 @@
 package token_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/binary"
 	"math/big"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
@@ -324,4 +328,58 @@ func TestCTAP2ReplayRefused(t *testing.T) {
 
 func tpmtestSimulatorEngine(t *testing.T) *tpm.Engine {
 	return tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+}
+
+func TestCTAP2Reset(t *testing.T) {
+	e := tpmtestSimulatorEngine(t)
+	store, err := credstore.Open(filepath.Join(t.TempDir(), "credentials.db"), bytes.Repeat([]byte{1}, 32), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	resets := 0
+	s := &scripted{answers: make(chan error, 8)}
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: s, Resident: store, Now: clock,
+		Reset: func() error {
+			resets++
+			if _, err := e.Reset(); err != nil {
+				return err
+			}
+			secret, _, err := e.Seal()
+			if err != nil {
+				return err
+			}
+			return store.Reset(secret)
+		}})
+	defer a.Close()
+	s.answers <- nil
+	c := makeCredential(t, a, "example.org")
+	s.answers <- nil
+	st, _ := call(t, a, ctap2.CmdMakeCredential, makeCredParams("passkeys.example", map[int]any{7: map[string]bool{"rk": true}}))
+	if st != ctap2.OK || store.Remaining() != 9 {
+		t.Fatalf("resident credential: %v", st)
+	}
+	// Too late: more than 10 s after power-up.
+	now = now.Add(11 * time.Second)
+	if st, _ := call(t, a, ctap2.CmdReset, nil); st != ctap2.ErrNotAllowed || resets != 0 {
+		t.Fatalf("late reset: %v", st)
+	}
+	// A re-plug opens the window again; the user says no.
+	a.PowerCycle()
+	s.answers <- presence.ErrDenied
+	if st, _ := call(t, a, ctap2.CmdReset, nil); st != ctap2.ErrOperationDenied || resets != 0 {
+		t.Fatalf("denied reset: %v", st)
+	}
+	s.answers <- nil
+	if st, _ := call(t, a, ctap2.CmdReset, nil); st != ctap2.OK || resets != 1 {
+		t.Fatalf("reset: %v", st)
+	}
+	if store.Remaining() != 10 {
+		t.Fatal("resident credentials survived the reset")
+	}
+	if st, _, _ := getAssertion(t, a, "example.org", sha256.Sum256([]byte("after")), c, nil); st != ctap2.ErrNoCredentials {
+		t.Fatalf("a credential from before the reset: %v", st)
+	}
 }

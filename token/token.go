@@ -49,7 +49,12 @@ type Config struct {
 	// Resident stores discoverable credentials; nil means the token makes
 	// none (getInfo says rk: false).
 	Resident ResidentStore
-	Logger   *slog.Logger
+	// Reset wipes every credential (authenticatorReset): a new TPM
+	// identity, an emptied credential store. Nil refuses resets.
+	Reset func() error
+	// Now is the clock for the reset window; default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
 	// PresenceTimeout bounds one prompt. Default 30 s.
 	PresenceTimeout time.Duration
 	// ApprovalLifetime is how long an approval waits for the client's next
@@ -74,6 +79,7 @@ type Authenticator struct {
 	nextMu  sync.Mutex
 	next    *nextAssertions
 	used    atomic.Int64 // unix nanos of the last request
+	powerUp atomic.Int64 // unix nanos of the last power-up (start or re-plug)
 }
 
 // New returns an Authenticator.
@@ -90,14 +96,19 @@ func New(cfg Config) *Authenticator {
 	if cfg.PromptGrace <= 0 {
 		cfg.PromptGrace = 250 * time.Millisecond
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Authenticator{
+	a := &Authenticator{
 		keys:   cfg.Keys,
 		log:    cfg.Logger,
 		cfg:    cfg,
 		cancel: cancel,
 		gate:   newPresenceGate(ctx, cfg.Presence, cfg.PresenceTimeout, cfg.ApprovalLifetime, cfg.Logger),
 	}
+	a.powerUp.Store(cfg.Now().UnixNano())
+	return a
 }
 
 // LastUsed is when the last request arrived (zero before any).
@@ -147,6 +158,7 @@ func (a *Authenticator) Locked() bool { return a.locked.Load() }
 func (a *Authenticator) PowerCycle() {
 	a.gate.reset()
 	a.clearNext()
+	a.powerUp.Store(a.cfg.Now().UnixNano())
 }
 
 // Close stops pending prompts.

@@ -307,3 +307,26 @@ func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
 	}
 	return n
 }
+
+// Reset gives the installation a new identity seed: a new storage primary,
+// under which no credential ID made before will load again (CTAP's
+// authenticatorReset). The signature counter's NV index is kept, so the
+// counter still never goes back. It returns the identity to persist.
+func (e *Engine) Reset() (Identity, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.id, ErrClosed
+	}
+	old := e.id
+	e.id.Seed = NewIdentity().Seed
+	e.pool.close()
+	e.flush(e.srk.Handle)
+	if err := e.createPrimary(); err != nil {
+		e.id = old
+		return old, err
+	}
+	e.pool.rebind(e.srk.Handle, e.srkPub)
+	e.log.Warn("tpm: identity reset: every credential made before is gone")
+	return e.id, nil
+}

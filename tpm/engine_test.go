@@ -215,3 +215,25 @@ func TestSealUnseal(t *testing.T) {
 	}
 	tpmtest.AssertNoLockout(t, sim)
 }
+
+func TestResetKillsOldCredentials(t *testing.T) {
+	sim := tpmtest.Simulator(t)
+	e := tpmtest.Engine(t, sim, tpm.Options{})
+	id, _ := newCredential(t, e, rp("example.org"))
+	before, _ := e.NextCounter()
+	newID, err := e.Reset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sign(e, id, rp("example.org"), "m"); !errors.Is(err, tpm.ErrForeignCredential) {
+		t.Fatalf("credential from before the reset: %v", err)
+	}
+	fresh, _ := newCredential(t, e, rp("example.org"))
+	if _, err := sign(e, fresh, rp("example.org"), "m"); err != nil {
+		t.Fatalf("new credential after reset: %v", err)
+	}
+	if after, _ := e.NextCounter(); after <= before || newID.CounterIndex != e.Identity().CounterIndex {
+		t.Fatalf("counter %d after %d across a reset", after, before)
+	}
+	tpmtest.AssertNoLockout(t, sim)
+}

@@ -166,8 +166,20 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer creds.Close()
 
+	reset := func() error {
+		newID, err := engine.Reset()
+		if err != nil {
+			return err
+		}
+		if !backend.Volatile {
+			if err := tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), newID); err != nil {
+				return err
+			}
+		}
+		return resetCredentials(f.state, backend, engine, creds)
+	}
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, Logger: log,
-		PresenceTimeout: f.prompt + time.Second})
+		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 
 	tr, replugDevice, err := openTransport(f, serialFor(id), log)
@@ -272,6 +284,21 @@ func openCredentials(dir string, b tpm.Backend, e *tpm.Engine, log *slog.Logger)
 	}
 	defer clear(secret)
 	return credstore.Open(dbPath, secret, 256)
+}
+
+// resetCredentials empties the credential store under a newly sealed key.
+func resetCredentials(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store) error {
+	secret, blob, err := e.Seal()
+	if err != nil {
+		return err
+	}
+	defer clear(secret)
+	if !b.Volatile {
+		if err := atomicfile.Write(filepath.Join(dir, "credentials.key"), blob); err != nil {
+			return err
+		}
+	}
+	return creds.Reset(secret)
 }
 
 // serveControl starts the control socket; without XDG_RUNTIME_DIR (and no
