@@ -25,14 +25,28 @@ import (
 
 // Request is one command.
 type Request struct {
-	Command string `json:"command"` // status, lock, unlock, replug
+	Command string `json:"command"` // status, lock, unlock, replug, credentials, delete, reset
+	// ID is the credential to delete (hex, or a unique hex prefix).
+	ID string `json:"id,omitempty"`
+}
+
+// Credential describes a discoverable credential for `tpm-u2f
+// credentials list`. Names are shown only to the daemon's own user.
+type Credential struct {
+	ID          string    `json:"id"` // short hex name: a hash of the credential ID
+	RPID        string    `json:"rp_id"`
+	UserName    string    `json:"user_name,omitempty"`
+	DisplayName string    `json:"display_name,omitempty"`
+	CredProtect int       `json:"cred_protect,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
 // Response answers a Request.
 type Response struct {
-	OK     bool    `json:"ok"`
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	OK          bool         `json:"ok"`
+	Error       string       `json:"error,omitempty"`
+	Status      *Status      `json:"status,omitempty"`
+	Credentials []Credential `json:"credentials,omitempty"`
 }
 
 // Status is what `tpm-u2f status` shows.
@@ -57,6 +71,11 @@ type Handler interface {
 	Lock()
 	Unlock() error
 	Replug() error
+	Credentials() ([]Credential, error)
+	DeleteCredential(idPrefix string) error
+	// Reset wipes every credential. The command line asks the user to
+	// confirm before it sends this.
+	Reset() error
 }
 
 // DefaultPath is $XDG_RUNTIME_DIR/tpm-u2f/control.sock.
@@ -156,6 +175,22 @@ func (s *Server) handle(req Request) Response {
 		return Response{OK: true}
 	case "replug":
 		if err := s.h.Replug(); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true}
+	case "credentials":
+		creds, err := s.h.Credentials()
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true, Credentials: creds}
+	case "delete":
+		if err := s.h.DeleteCredential(req.ID); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true}
+	case "reset":
+		if err := s.h.Reset(); err != nil {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true}

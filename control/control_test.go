@@ -29,6 +29,16 @@ func (f *fake) Status() Status {
 func (f *fake) Lock()         { f.mu.Lock(); f.locked = true; f.mu.Unlock() }
 func (f *fake) Unlock() error { f.mu.Lock(); f.locked = false; f.mu.Unlock(); return nil }
 func (f *fake) Replug() error { f.mu.Lock(); f.replug++; f.mu.Unlock(); return nil }
+func (f *fake) Credentials() ([]Credential, error) {
+	return []Credential{{ID: "ab12", RPID: "example.org", UserName: "alice"}}, nil
+}
+func (f *fake) DeleteCredential(id string) error {
+	if id != "ab12" {
+		return errors.New("no such credential")
+	}
+	return nil
+}
+func (f *fake) Reset() error { return nil }
 
 func serve(t *testing.T, path string, h Handler) {
 	t.Helper()
@@ -66,6 +76,12 @@ func TestCommands(t *testing.T) {
 	Call(path, Request{Command: "replug"})
 	if f.Status().Locked || f.replug != 1 {
 		t.Fatalf("unlock/replug not carried out: %+v %d", f.Status(), f.replug)
+	}
+	if rsp, err := Call(path, Request{Command: "credentials"}); err != nil || len(rsp.Credentials) != 1 || rsp.Credentials[0].UserName != "alice" {
+		t.Fatalf("credentials: %+v %v", rsp, err)
+	}
+	if _, err := Call(path, Request{Command: "delete", ID: "ffff"}); err == nil {
+		t.Fatal("deleting an unknown credential succeeded")
 	}
 	if _, err := Call(path, Request{Command: "frobnicate"}); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Fatalf("unknown command: %v", err)

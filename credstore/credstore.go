@@ -245,3 +245,24 @@ func (s *Store) Reset(secret []byte) error {
 	s.keys.Store(newKeys(secret))
 	return nil
 }
+
+// ErrNotFound: no stored credential matches.
+var ErrNotFound = errors.New("credstore: no such credential")
+
+// Delete removes the credential with this credential ID.
+func (s *Store) Delete(id []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		var match []byte
+		b.ForEach(func(k, v []byte) error {
+			if c, err := s.Decode(k, v); err == nil && bytes.Equal(c.ID, id) {
+				match = append([]byte(nil), k...)
+			}
+			return nil
+		})
+		if match == nil {
+			return ErrNotFound
+		}
+		return b.Delete(match)
+	})
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 )
 
 func cli(t *testing.T, args ...string) (string, int) {
@@ -35,7 +37,7 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	if out, code := cli(t, "status", "--control", sock); code != 3 || !strings.Contains(out, "not running") {
 		t.Fatalf("status without a daemon: exit %d\n%s", code, out)
 	}
-	addr, _, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--control", sock)
+	addr, _, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2", "--control", sock)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	app := sha256.Sum256([]byte("https://example.com"))
@@ -77,5 +79,38 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	}
 	if out, code := cli(t, "frobnicate"); code != 2 {
 		t.Fatalf("unknown command: exit %d %s", code, out)
+	}
+
+	// A passkey made over CTAP2 shows up in `credentials list`, and goes.
+	cdh := sha256.Sum256([]byte("mc"))
+	mc, _ := ctap2.Marshal(map[int]any{
+		1: cdh[:], 2: map[string]any{"id": "passkeys.example"},
+		3: map[string]any{"id": []byte("u-1"), "name": "dana", "displayName": "Dana"},
+		4: []map[string]any{{"type": "public-key", "alg": -7}}, 7: map[string]bool{"rk": true},
+	})
+	if rsp, err := c.Call(ctx, ctaphid.CmdCBOR, append([]byte{ctap2.CmdMakeCredential}, mc...)); err != nil || rsp[0] != 0 {
+		t.Fatalf("makeCredential rk: %x %v", rsp, err)
+	}
+	out, code = cli(t, "credentials", "list", "--control", sock)
+	if code != 0 || !strings.Contains(out, "passkeys.example") || !strings.Contains(out, "dana (Dana)") {
+		t.Fatalf("credentials list: exit %d\n%s", code, out)
+	}
+	t.Logf("tpm-u2f credentials list:\n%s", out)
+	id := strings.Fields(strings.Split(out, "\n")[1])[0]
+	if out, code := cli(t, "credentials", "delete", id[:8], "--control", sock); code != 0 {
+		t.Fatalf("credentials delete: exit %d %s", code, out)
+	}
+	if out, _ := cli(t, "credentials", "list", "--control", sock); !strings.Contains(out, "no discoverable credentials") {
+		t.Fatalf("after delete:\n%s", out)
+	}
+
+	// reset, confirmed with --yes: the U2F credential from before is gone.
+	if out, code := cli(t, "reset", "--yes", "--control", sock); code != 0 || !strings.Contains(out, "reset") {
+		t.Fatalf("reset: exit %d %s", code, out)
+	}
+	_, err = u2fhost.Authenticate(ctx, c, [32]byte{4}, app, reg.KeyHandle, 0x03)
+	var se *u2fhost.StatusError
+	if !errors.As(err, &se) || se.SW != 0x6a80 {
+		t.Fatalf("a credential from before the reset: %v", err)
 	}
 }

@@ -22,23 +22,16 @@ var errNoDaemon = errors.New("no daemon")
 func ctlCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tpm-u2f "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("control", "", "the daemon's control socket (default $XDG_RUNTIME_DIR/tpm-u2f/control.sock)")
+	socket := controlFlags(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON (status only)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		p, err := control.DefaultPath()
-		if err != nil {
-			return err
-		}
-		*path = p
+	path, err := socket()
+	if err != nil {
+		return err
 	}
-	rsp, err := control.Call(*path, control.Request{Command: cmd})
-	if errors.Is(err, control.ErrNoDaemon) {
-		fmt.Fprintf(stderr, "tpm-u2f %s: the daemon is not running (no control socket at %s)\n", cmd, *path)
-		return errNoDaemon
-	}
+	rsp, err := callDaemon(path, control.Request{Command: cmd}, stderr)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/tpm-u2f/tpm-u2f/control"
+	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
@@ -12,6 +17,8 @@ import (
 // daemon answers the control socket with the running parts.
 type daemon struct {
 	f      runFlags
+	creds  *credstore.Store
+	reset  func() error
 	auth   *token.Authenticator
 	engine *tpm.Engine
 	store  *replay.Store
@@ -46,5 +53,60 @@ func (d *daemon) Unlock() error { d.auth.Unlock(); return nil }
 
 func (d *daemon) Replug() error {
 	replug(d.replug, d.auth, d.log)
+	return nil
+}
+
+func (d *daemon) Credentials() ([]control.Credential, error) {
+	all, err := d.creds.All()
+	out := make([]control.Credential, 0, len(all))
+	for _, c := range all {
+		out = append(out, control.Credential{
+			ID: shortID(c.ID), RPID: c.RPID, UserName: c.UserName,
+			DisplayName: c.DisplayName, CredProtect: int(c.CredProtect), Created: c.Created,
+		})
+	}
+	return out, err
+}
+
+// shortID names a credential for people: a hash of its credential ID
+// (whose first bytes are the same for every credential).
+func shortID(id []byte) string {
+	h := sha256.Sum256(id)
+	return hex.EncodeToString(h[:8])
+}
+
+func (d *daemon) DeleteCredential(prefix string) error {
+	if prefix == "" {
+		return errors.New("give the ID that `tpm-u2f credentials list` shows")
+	}
+	all, _ := d.creds.All()
+	var match []byte
+	for _, c := range all {
+		if strings.HasPrefix(shortID(c.ID), strings.ToLower(prefix)) {
+			if match != nil {
+				return errors.New("more than one credential has an ID starting like that; give more of it")
+			}
+			match = c.ID
+		}
+	}
+	if match == nil {
+		return errors.New("no discoverable credential has that ID")
+	}
+	if err := d.creds.Delete(match); err != nil {
+		return err
+	}
+	d.log.Info("credential deleted from the command line")
+	return nil
+}
+
+// Reset from the command line: the user typed the confirmation, and the
+// request comes over the 0600 same-user socket, so the 10 s power-up
+// window that keeps websites from resetting the key does not apply.
+func (d *daemon) Reset() error {
+	if err := d.reset(); err != nil {
+		return err
+	}
+	d.auth.PowerCycle()
+	d.log.Warn("the key was reset from the command line: every credential is gone")
 	return nil
 }

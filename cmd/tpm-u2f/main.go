@@ -26,6 +26,9 @@ commands:
   lock      make the running key refuse everything that needs presence
   unlock    end lock
   replug    power-cycle the key (re-create the device, drop volatile state)
+  credentials list | delete ID
+            the discoverable credentials (passkeys) on the key
+  reset     delete every credential on the key (asks to confirm)
   install   install the systemd user unit (--system: udev rules, uhid at boot, the tpm-u2f group)
   demo      register and sign in against a WebAuthn relying party, on the embedded TPM simulator
   version   print the version
@@ -54,6 +57,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runCommand(ctx, args[1:], stdout, stderr)
 	case "status", "lock", "unlock", "replug":
 		err = ctlCommand(ctx, args[0], args[1:], stdout, stderr)
+	case "credentials":
+		err = credentialsCommand(ctx, args[1:], stdout, stderr)
+	case "reset":
+		err = resetCommand(ctx, args[1:], stdout, stderr)
 	case "install":
 		err = installCommand(ctx, args[1:], stdout, stderr)
 	case "demo":

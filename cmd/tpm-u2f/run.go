@@ -196,7 +196,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if f.lockAfter > 0 {
 		go lockWhenIdle(ctx, auth, f.lockAfter)
 	}
-	if err := serveControl(ctx, f, &daemon{f: f, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, log: log}, log); err != nil {
+	if err := serveControl(ctx, f, &daemon{f: f, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}, log); err != nil {
 		return err
 	}
 
