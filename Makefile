@@ -8,7 +8,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/tpm-u2f
 FUZZTIME  ?= 10s
 # Packages with goroutines of their own run under the race detector.
-RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./internal/... ./cmd/...
+RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/...
 
 .PHONY: all build test demo bench fuzz lint deps clean e2e
 

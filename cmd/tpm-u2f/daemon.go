@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
@@ -17,6 +18,7 @@ import (
 // daemon answers the control socket with the running parts.
 type daemon struct {
 	f      runFlags
+	quit   func()
 	creds  *credstore.Store
 	reset  func() error
 	auth   *token.Authenticator
@@ -110,3 +112,16 @@ func (d *daemon) Reset() error {
 	d.log.Warn("the key was reset from the command line: every credential is gone")
 	return nil
 }
+
+// The tray's view of the daemon.
+
+func (d *daemon) Locked() bool { return d.auth.Locked() }
+
+func (d *daemon) Attention() string {
+	if st := d.store.Status(); !st.Healthy {
+		return "the replay store is failing closed: no signatures until " + st.FailClosedUntil.Local().Format(time.TimeOnly)
+	}
+	return ""
+}
+
+func (d *daemon) Quit() { d.quit() }

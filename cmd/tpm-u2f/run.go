@@ -26,6 +26,7 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
+	"github.com/tpm-u2f/tpm-u2f/tray"
 )
 
 type runFlags struct {
@@ -99,6 +100,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 func run(ctx context.Context, f runFlags, log *slog.Logger) error {
+	ctx, quit := context.WithCancel(ctx) // the tray's Quit
+	defer quit()
 	if os.Getenv("TPM_U2F_TEST_CRASH_AFTER_RECORD") != "" {
 		// Crash trials only: die like SIGKILL after a signature's replay
 		// record is on disk and before its response is sent.
@@ -196,8 +199,17 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if f.lockAfter > 0 {
 		go lockWhenIdle(ctx, auth, f.lockAfter)
 	}
-	if err := serveControl(ctx, f, &daemon{f: f, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}, log); err != nil {
+	d := &daemon{f: f, quit: quit, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
+	if err := serveControl(ctx, f, d, log); err != nil {
 		return err
+	}
+	switch {
+	case bus == nil:
+	case tray.Available(bus):
+		go tray.Run(ctx, d, log)
+		log.Info("tray icon shown")
+	default:
+		log.Info("no StatusNotifierWatcher on the session bus: running without a tray icon (lock, unlock and re-plug with the tpm-u2f command)")
 	}
 
 	caps := ctaphid.CapWink

@@ -1,0 +1,189 @@
+// Package tray owns the system-tray icon: a StatusNotifierItem (through
+// fyne.io/systray, pure Go over D-Bus) that shows whether the key is
+// unlocked, locked or needs attention (the replay store failing closed),
+// and offers Lock, Unlock, Re-plug and Quit. It is optional: without a
+// StatusNotifierWatcher on the session bus the daemon runs without it.
+package tray
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/color"
+	"image/png"
+	"log/slog"
+	"time"
+
+	"fyne.io/systray"
+	"github.com/godbus/dbus/v5"
+)
+
+// Controller is what the tray drives.
+type Controller interface {
+	Locked() bool
+	Lock()
+	Unlock() error
+	Replug() error
+	// Attention is a short reason the key needs the user ("" when fine).
+	Attention() string
+	// Quit stops the daemon.
+	Quit()
+}
+
+// WatcherName is the bus name of the StatusNotifierWatcher (the panel's
+// tray host registers it).
+const WatcherName = "org.kde.StatusNotifierWatcher"
+
+// Available reports whether a tray host is there.
+func Available(conn *dbus.Conn) bool {
+	var has bool
+	err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, WatcherName).Store(&has)
+	return err == nil && has
+}
+
+// state is what the icon shows.
+type state int
+
+const (
+	unlocked state = iota
+	locked
+	attention
+)
+
+func (s state) words(reason string) (title, tooltip string) {
+	switch s {
+	case locked:
+		return "tpm-u2f: locked", "Security key locked: requests that need your presence are refused. Unlock from this menu."
+	case attention:
+		return "tpm-u2f: needs attention", "Security key: " + reason
+	}
+	return "tpm-u2f: unlocked", "Security key ready: each use asks you first."
+}
+
+// Run shows the tray until ctx ends. It polls the controller once a second
+// so the icon follows changes made elsewhere (the CLI, the screen lock).
+func Run(ctx context.Context, c Controller, log *slog.Logger) {
+	start, end := systray.RunWithExternalLoop(func() { onReady(ctx, c, log) }, func() {})
+	start()
+	<-ctx.Done()
+	end()
+}
+
+func onReady(ctx context.Context, c Controller, log *slog.Logger) {
+	status := systray.AddMenuItem("", "")
+	status.Disable()
+	systray.AddSeparator()
+	lockItem := systray.AddMenuItem("Lock", "Refuse every request that needs your presence")
+	unlockItem := systray.AddMenuItem("Unlock", "Accept requests again (each still asks you)")
+	replugItem := systray.AddMenuItem("Re-plug", "Power-cycle the key: re-create the device, forget volatile state")
+	systray.AddSeparator()
+	quitItem := systray.AddMenuItem("Quit", "Stop the security key")
+
+	shown := state(-1)
+	var shownReason string
+	refresh := func() {
+		s, reason := unlocked, c.Attention()
+		switch {
+		case reason != "":
+			s = attention
+		case c.Locked():
+			s = locked
+		}
+		if s == shown && reason == shownReason {
+			return
+		}
+		shown, shownReason = s, reason
+		title, tip := s.words(reason)
+		systray.SetIcon(icon(s))
+		systray.SetTitle(title)
+		systray.SetTooltip(tip)
+		status.SetTitle(title)
+		if c.Locked() {
+			lockItem.Disable()
+			unlockItem.Enable()
+		} else {
+			lockItem.Enable()
+			unlockItem.Disable()
+		}
+	}
+	refresh()
+	// systray hands a click over only if someone is receiving at that
+	// instant (a non-blocking send), so each item gets a goroutine that
+	// does nothing else, feeding a queue: no click is lost while the loop
+	// below is busy redrawing.
+	clicks := make(chan string, 16)
+	for name, item := range map[string]*systray.MenuItem{"lock": lockItem, "unlock": unlockItem, "replug": replugItem, "quit": quitItem} {
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-item.ClickedCh:
+					clicks <- name
+				}
+			}
+		}()
+	}
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		// systray may still be exporting its properties when onReady runs,
+		// and a title set in that moment can be lost: the state is set
+		// again on the first ticks, then only when it changes.
+		reapply := 3
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if reapply > 0 {
+					reapply--
+					shown = -1
+				}
+			case name := <-clicks:
+				log.Info("tray: " + name)
+				var err error
+				switch name {
+				case "lock":
+					c.Lock()
+				case "unlock":
+					err = c.Unlock()
+				case "replug":
+					err = c.Replug()
+				case "quit":
+					c.Quit()
+					return
+				}
+				if err != nil {
+					log.Warn("tray: "+name+" failed", "err", err)
+				}
+			}
+			refresh()
+		}
+	}()
+}
+
+// icon draws the state as a 22×22 PNG: a key-shaped disc, green when
+// unlocked, grey when locked, amber when something needs the user.
+func icon(s state) []byte {
+	fill := map[state]color.RGBA{
+		unlocked:  {0x2e, 0x9d, 0x4a, 0xff},
+		locked:    {0x80, 0x80, 0x80, 0xff},
+		attention: {0xe8, 0x9a, 0x10, 0xff},
+	}[s]
+	img := image.NewRGBA(image.Rect(0, 0, 22, 22))
+	for y := range 22 {
+		for x := range 22 {
+			dx, dy := x-7, y-11
+			ring := dx*dx+dy*dy <= 36 && dx*dx+dy*dy >= 4 // the bow of the key
+			shaft := y >= 10 && y <= 12 && x >= 12 && x <= 20
+			bit := x >= 17 && x <= 18 && y >= 12 && y <= 15
+			if ring || shaft || bit {
+				img.Set(x, y, fill)
+			}
+		}
+	}
+	var b bytes.Buffer
+	png.Encode(&b, img)
+	return b.Bytes()
+}

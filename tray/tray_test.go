@@ -1,0 +1,163 @@
+package tray
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
+)
+
+type fakeKey struct {
+	mu        sync.Mutex
+	locked    bool
+	replugs   int
+	attention string
+	quit      bool
+}
+
+func (f *fakeKey) Locked() bool      { f.mu.Lock(); defer f.mu.Unlock(); return f.locked }
+func (f *fakeKey) Lock()             { f.mu.Lock(); f.locked = true; f.mu.Unlock() }
+func (f *fakeKey) Unlock() error     { f.mu.Lock(); f.locked = false; f.mu.Unlock(); return nil }
+func (f *fakeKey) Replug() error     { f.mu.Lock(); f.replugs++; f.mu.Unlock(); return nil }
+func (f *fakeKey) Attention() string { f.mu.Lock(); defer f.mu.Unlock(); return f.attention }
+func (f *fakeKey) Quit()             { f.mu.Lock(); f.quit = true; f.mu.Unlock() }
+
+// watcher is a StatusNotifierWatcher stub: it records who registers.
+type watcher struct {
+	mu     sync.Mutex
+	sender string
+	path   string
+}
+
+func (w *watcher) RegisterStatusNotifierItem(sender dbus.Sender, path string) *dbus.Error {
+	w.mu.Lock()
+	w.sender, w.path = string(sender), path
+	w.mu.Unlock()
+	return nil
+}
+
+type menuLayout struct {
+	ID       int32
+	Props    map[string]dbus.Variant
+	Children []dbus.Variant
+}
+
+func findItem(l menuLayout, label string) (int32, bool) {
+	if v, ok := l.Props["label"]; ok && v.Value() == label {
+		return l.ID, true
+	}
+	for _, c := range l.Children {
+		vals, ok := c.Value().([]any)
+		if !ok || len(vals) != 3 {
+			continue
+		}
+		child := menuLayout{ID: vals[0].(int32), Props: vals[1].(map[string]dbus.Variant)}
+		for _, cc := range vals[2].([]dbus.Variant) {
+			child.Children = append(child.Children, cc)
+		}
+		if id, ok := findItem(child, label); ok {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// TestTrayOnARealSessionBus: the item registers with the watcher, shows
+// the key's state, and its menu locks and unlocks the key.
+func TestTrayOnARealSessionBus(t *testing.T) {
+	addr := notifytest.SessionBus(t)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", addr)
+	host := notifytest.Connect(t, addr)
+	w := &watcher{}
+	if err := host.Export(w, "/StatusNotifierWatcher", WatcherName); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := host.RequestName(WatcherName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", reply, err)
+	}
+	if !Available(host) {
+		t.Fatal("Available = false with a watcher on the bus")
+	}
+
+	key := &fakeKey{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, key, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	defer func() { cancel(); <-done }()
+
+	var sender string
+	eventually(t, "item registered", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		sender = w.sender
+		return sender != ""
+	})
+	item := host.Object(sender, "/StatusNotifierItem")
+	title := func() string {
+		v, err := item.GetProperty("org.kde.StatusNotifierItem.Title")
+		if err != nil {
+			return ""
+		}
+		s, _ := v.Value().(string)
+		return s
+	}
+	eventually(t, "title unlocked", func() bool { return title() == "tpm-u2f: unlocked" })
+
+	// Find the menu the way a tray host does: the item's Menu property.
+	mv, err := item.GetProperty("org.kde.StatusNotifierItem.Menu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	menuPath, _ := mv.Value().(dbus.ObjectPath)
+	menu := host.Object(sender, menuPath)
+	click := func(label string) {
+		var rev uint32
+		var layout menuLayout
+		if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
+			t.Fatalf("GetLayout: %v", err)
+		}
+		id, ok := findItem(layout, label)
+		if !ok {
+			t.Fatalf("no %q in the menu", label)
+		}
+		if err := menu.Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
+			t.Fatalf("Event: %v", err)
+		}
+	}
+	click("Lock")
+	eventually(t, "locked by the menu", key.Locked)
+	eventually(t, "title locked", func() bool { return title() == "tpm-u2f: locked" })
+	click("Unlock")
+	eventually(t, "unlocked by the menu", func() bool { return !key.Locked() })
+	click("Re-plug")
+	eventually(t, "re-plugged", func() bool { key.mu.Lock(); defer key.mu.Unlock(); return key.replugs == 1 })
+	key.mu.Lock()
+	key.attention = "the replay store is failing closed until 12:00"
+	key.mu.Unlock()
+	eventually(t, "needs attention", func() bool { return title() == "tpm-u2f: needs attention" })
+	click("Quit")
+	eventually(t, "quit", func() bool { key.mu.Lock(); defer key.mu.Unlock(); return key.quit })
+}
+
+func TestNoWatcher(t *testing.T) {
+	addr := notifytest.SessionBus(t)
+	if Available(notifytest.Connect(t, addr)) {
+		t.Fatal("Available = true on a bus without a tray host")
+	}
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
