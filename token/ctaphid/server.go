@@ -127,13 +127,9 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case in := <-reports:
-			if in.err != nil {
-				if !errors.Is(in.err, errClosed) {
-					result = in.err
-				}
+			if s.take(ctx, in, &result) {
 				break loop
 			}
-			s.handleReport(ctx, in.r, in.at)
 		case rsp := <-done:
 			req := s.running
 			s.running = nil
@@ -154,13 +150,9 @@ loop:
 			for !drained {
 				select {
 				case in := <-reports:
-					if in.err != nil {
-						if !errors.Is(in.err, errClosed) {
-							result = in.err
-						}
+					if s.take(ctx, in, &result) {
 						break loop
 					}
-					s.handleReport(ctx, in.r, in.at)
 				default:
 					drained = true
 				}
@@ -180,6 +172,19 @@ loop:
 	s.t.Close()
 	<-readerDone
 	return result
+}
+
+// take handles one incoming report and says whether Serve must stop: the
+// transport failed (the error goes to *result) or was closed.
+func (s *Server) take(ctx context.Context, in incoming, result *error) bool {
+	if in.err != nil {
+		if !errors.Is(in.err, errClosed) {
+			*result = in.err
+		}
+		return true
+	}
+	s.handleReport(ctx, in.r, in.at)
+	return false
 }
 
 func (s *Server) handleReport(ctx context.Context, r Report, at time.Time) {
