@@ -139,7 +139,8 @@ func (s *Server) Serve(ctx context.Context) error {
 
 func (s *Server) serve(c *net.UnixConn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	// Long enough for a destructive command's desktop confirmation.
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	uid, err := peerUID(c)
 	var req Request
 	derr := json.NewDecoder(&limited{c, 4096}).Decode(&req)
@@ -245,7 +246,7 @@ func Call(path string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("%w: %v", ErrNoDaemon, err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return Response{}, err
 	}

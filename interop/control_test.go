@@ -13,6 +13,7 @@ import (
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
+	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 )
@@ -112,5 +113,40 @@ func TestCLIAgainstDaemon(t *testing.T) {
 	var se *u2fhost.StatusError
 	if !errors.As(err, &se) || se.SW != 0x6a80 {
 		t.Fatalf("a credential from before the reset: %v", err)
+	}
+}
+
+// TestDestructiveCommandsNeedTheDesktop: any process of the user can reach
+// the control socket, so reset and delete also need an Allow on the
+// desktop. Here the notification server answers Deny: nothing changes.
+func TestDestructiveCommandsNeedTheDesktop(t *testing.T) {
+	bus := notifytest.SessionBus(t)
+	n := &notifytest.Server{Caps: []string{"actions"}, Answer: "deny", Delay: 50 * time.Millisecond}
+	n.Serve(t, bus)
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	addr, _, _, _ := startDaemonEnv(t, t.TempDir(), []string{"DBUS_SESSION_BUS_ADDRESS=" + bus},
+		"--tpm", "sim", "--control", sock, "--presence", "dbus")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dial(t, ctx, addr)
+	app := sha256.Sum256([]byte("https://example.com"))
+	// Registration needs an Allow too; answer this one with Allow.
+	n.SetAnswer("allow")
+	reg, err := u2fhost.Register(ctx, c, [32]byte{1}, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetAnswer("deny")
+	out, code := cli(t, "reset", "--yes", "--control", sock)
+	if code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("reset denied on the desktop: exit %d\n%s", code, out)
+	}
+	shown := n.Shown()
+	if len(shown) == 0 || !strings.Contains(shown[len(shown)-1], "reset the key") {
+		t.Fatalf("no reset prompt: %q", shown)
+	}
+	n.SetAnswer("allow")
+	if _, err := u2fhost.Authenticate(ctx, c, [32]byte{2}, app, reg.KeyHandle, 0x03); err != nil {
+		t.Fatalf("the credential did not survive a denied reset: %v", err)
 	}
 }

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
@@ -19,6 +22,7 @@ import (
 type daemon struct {
 	f      runFlags
 	quit   func()
+	ask    presence.Prompter
 	creds  *credstore.Store
 	reset  func() error
 	auth   *token.Authenticator
@@ -94,6 +98,9 @@ func (d *daemon) DeleteCredential(prefix string) error {
 	if match == nil {
 		return errors.New("no discoverable credential has that ID")
 	}
+	if err := d.confirm("delete a passkey (from the command line)"); err != nil {
+		return err
+	}
 	if err := d.creds.Delete(match); err != nil {
 		return err
 	}
@@ -101,10 +108,26 @@ func (d *daemon) DeleteCredential(prefix string) error {
 	return nil
 }
 
-// Reset from the command line: the user typed the confirmation, and the
-// request comes over the 0600 same-user socket, so the 10 s power-up
-// window that keeps websites from resetting the key does not apply.
+// confirm asks the user on the desktop before a destructive command from
+// the control socket: any process of the same user can reach the socket,
+// and none of them should wipe credentials without the user's Allow.
+func (d *daemon) confirm(what string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.f.prompt)
+	defer cancel()
+	if err := d.ask.Confirm(ctx, presence.Request{Operation: what, RelyingParty: "tpm-u2f"}); err != nil {
+		return fmt.Errorf("not confirmed on the desktop: %w", err)
+	}
+	return nil
+}
+
+// Reset from the command line: confirmed on the desktop (the CLI also
+// asks the user to type "reset"); the 10 s power-up window that keeps
+// websites from resetting the key does not apply to the user's own
+// command.
 func (d *daemon) Reset() error {
+	if err := d.confirm("reset the key and delete every credential (from the command line)"); err != nil {
+		return err
+	}
 	if err := d.reset(); err != nil {
 		return err
 	}

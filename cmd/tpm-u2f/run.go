@@ -199,7 +199,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if f.lockAfter > 0 {
 		go lockWhenIdle(ctx, auth, f.lockAfter)
 	}
-	d := &daemon{f: f, quit: quit, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
+	d := &daemon{f: f, quit: quit, ask: prompter, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
 	if err := serveControl(ctx, f, d, log); err != nil {
 		return err
 	}

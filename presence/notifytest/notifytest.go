@@ -93,15 +93,23 @@ func (s *Server) Notify(app string, replaces uint32, icon, summary, body string,
 	s.next++
 	id := s.next
 	s.shown = append(s.shown, summary+" | "+body)
+	answer := s.Answer
 	s.mu.Unlock()
-	if s.Answer != "" {
+	if answer != "" {
 		go func() {
 			time.Sleep(s.Delay)
-			s.conn.Emit(Path, "org.freedesktop.Notifications.ActionInvoked", id, s.Answer)
+			s.conn.Emit(Path, "org.freedesktop.Notifications.ActionInvoked", id, answer)
 			s.conn.Emit(Path, "org.freedesktop.Notifications.NotificationClosed", id, uint32(2))
 		}()
 	}
 	return id, nil
+}
+
+// SetAnswer changes the scripted answer for the notifications to come.
+func (s *Server) SetAnswer(a string) {
+	s.mu.Lock()
+	s.Answer = a
+	s.mu.Unlock()
 }
 
 // CloseNotification is the D-Bus method.
