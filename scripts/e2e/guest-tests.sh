@@ -90,6 +90,25 @@ check restart-after-kill9 sh -c 'fido2-assert -G -p -i /tmp/assert_param -o /tmp
 after=$(counter /tmp/assert)
 if [ -n "$after" ] && [ "$after" -gt "$before" ]; then result counter-forward-after-kill9 PASS "$before -> $after"; else result counter-forward-after-kill9 FAIL "$before -> $after"; fi
 
+# The desktop prompt: a session bus, a notification server that clicks
+# Allow, and the daemon's default presence mode.
+mkdir -p /etc && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > /etc/machine-id
+dbus-daemon --config-file=/usr/share/dbus-1/session.conf --address=unix:path=/tmp/session-bus --fork --nopidfile
+export DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/session-bus
+sleep 0.3
+notifyd > /tmp/notifyd.log 2>&1 &
+sleep 0.3
+kill -TERM $DAEMON; wait $DAEMON 2>/dev/null
+i=0; while [ -e /dev/hidraw0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+/bin/tpm-u2f run --tpm /dev/tpmrm0 --transport uhid --presence dbus --state /tmp/state >> /tmp/daemon.log 2>&1 &
+DAEMON=$!
+i=0; while [ ! -e /dev/hidraw0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+printf '%s\n%s\n%s\n' "$(b64rand)" example.org "$(head -1 /tmp/cred_key)" > /tmp/assert_param
+check dbus-prompt-assert sh -c 'fido2-assert -G -p -i /tmp/assert_param -o /tmp/assert /dev/hidraw0 && fido2-assert -V -p -i /tmp/assert /tmp/pub.pem es256'
+if grep -q "clicked Allow" /tmp/notifyd.log && grep -q "sign in" /tmp/notifyd.log; then result dbus-prompt-shown PASS "$(grep shown /tmp/notifyd.log | head -1 | cut -c1-90)"
+else result dbus-prompt-shown FAIL; cat /tmp/notifyd.log; fi
+unset DBUS_SESSION_BUS_ADDRESS
+
 # CTAP2 (experimental, --ctap2): libfido2 now speaks CTAP2 to the key.
 kill -TERM $DAEMON; wait $DAEMON 2>/dev/null
 i=0; while [ -e /dev/hidraw0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done

@@ -13,7 +13,7 @@ B=$ROOT/build/e2e
 TIMEOUT=${E2E_TIMEOUT:-300}
 mkdir -p "$B"
 
-need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server python3-fido2)
+need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server python3-fido2 dbus-daemon)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -36,15 +36,18 @@ MODDIR=$(ls -d "$B"/kernel/lib/modules/* | head -1)
 # The initramfs, rebuilt every run (the binaries under test change).
 go build -o "$B/tpm-u2f" ./cmd/tpm-u2f
 go test -c -o "$B/uhid.test" ./uhid
+go build -o "$B/notifyd" ./scripts/e2e/notifyd
 R=$B/root
 rm -rf "$R"; mkdir -p "$R"/{bin,lib,lib64,lib/modules,tmp}
 cp /bin/busybox "$R/bin/busybox"
+cp "$B/notifyd" /usr/bin/dbus-daemon "$R/bin/"
+mkdir -p "$R/usr/share/dbus-1" && cp /usr/share/dbus-1/session.conf "$R/usr/share/dbus-1/"
 cp "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "$R/bin/"
 # OpenSSH at its own paths: sshd re-executes itself by absolute path, and
 # ssh-keygen finds ssh-sk-helper (which links libfido2) where Debian puts it.
 ssh_bins=(/usr/bin/ssh /usr/bin/ssh-keygen /usr/sbin/sshd /usr/lib/openssh/ssh-sk-helper)
 for f in "${ssh_bins[@]}"; do mkdir -p "$R$(dirname "$f")"; cp "$f" "$R$f"; done
-for bin in "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "${ssh_bins[@]}"; do
+for bin in /usr/bin/dbus-daemon "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "${ssh_bins[@]}"; do
   for lib in $(ldd "$bin" | awk '/=>/{print $3} /ld-linux/{print $1}'); do
     [ -f "$lib" ] || continue
     case "$lib" in */ld-linux*) cp -n "$lib" "$R/lib64/" ;; *) cp -n "$lib" "$R/lib/" ;; esac
