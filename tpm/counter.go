@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -65,30 +64,20 @@ func (e *Engine) provisionCounter() error {
 		e.log.Warn("signature counter NV index missing; defining it again", "index", fmt.Sprintf("0x%08x", e.id.CounterIndex))
 		return e.defineCounter(e.id.CounterIndex)
 	}
-	for range 32 {
-		var b [4]byte
-		rand.Read(b[:])
-		idx := ownerNVFirst + binary.BigEndian.Uint32(b[:])%(ownerNVLast-ownerNVFirst+1)
-		if _, err := e.readNVPublic(idx); err == nil {
-			continue
-		} else if !errors.Is(err, tpm2.TPMRCHandle) {
-			return err
-		}
-		if err := e.defineCounter(idx); err != nil {
-			if errors.Is(err, tpm2.TPMRCNVDefined) {
-				continue
-			}
-			return err
-		}
-		v, err := e.incrementCounter(idx)
-		if err != nil {
-			return err
-		}
-		e.id.CounterIndex, e.id.CounterBase = idx, v
-		e.log.Info("signature counter provisioned", "index", fmt.Sprintf("0x%08x", idx))
-		return nil
+	idx, err := e.freeNVIndex()
+	if err != nil {
+		return err
 	}
-	return errors.New("tpm: no free NV index for the signature counter")
+	if err := e.defineCounter(idx); err != nil {
+		return err
+	}
+	v, err := e.incrementCounter(idx)
+	if err != nil {
+		return err
+	}
+	e.id.CounterIndex, e.id.CounterBase = idx, v
+	e.log.Info("signature counter provisioned", "index", fmt.Sprintf("0x%08x", idx))
+	return nil
 }
 
 func (e *Engine) defineCounter(idx uint32) error {

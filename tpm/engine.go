@@ -30,6 +30,9 @@ type Options struct {
 	// manager) that tpm-u2f has to itself: there, nothing else reclaims
 	// what a crashed daemon left loaded, and three leftovers fill the TPM.
 	FlushStale bool
+	// Persist saves the identity when an operation changes it (PIN
+	// indexes), before the TPM change it records. Nil: not saved.
+	Persist func(Identity) error
 }
 
 // Engine runs tpm-u2f's TPM operations on one connection. It is safe for
@@ -80,6 +83,10 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 	}
 	e.pool = newSessionPool(t, e.srk.Handle, e.srkPub, opt.Sessions)
 	if err := e.provisionCounter(); err != nil {
+		e.closeLocked()
+		return nil, id, err
+	}
+	if err := e.cleanPINIndexes(); err != nil {
 		e.closeLocked()
 		return nil, id, err
 	}
@@ -310,13 +317,22 @@ func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
 
 // Reset gives the installation a new identity seed: a new storage primary,
 // under which no credential ID made before will load again (CTAP's
-// authenticatorReset). The signature counter's NV index is kept, so the
-// counter still never goes back. It returns the identity to persist.
+// authenticatorReset), and removes the PIN index. The signature counter's
+// NV index is kept, so the counter still never goes back. It returns the identity to persist.
 func (e *Engine) Reset() (Identity, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return e.id, ErrClosed
+	}
+	if e.id.PINIndex != 0 {
+		e.id.PINIndex, e.id.PINPending = 0, e.id.PINIndex
+		if err := e.persist(); err != nil {
+			return e.id, err
+		}
+		if err := e.cleanPINIndexes(); err != nil {
+			return e.id, err
+		}
 	}
 	old := e.id
 	e.id.Seed = NewIdentity().Seed

@@ -19,6 +19,10 @@ type Identity struct {
 	Seed         [32]byte
 	CounterIndex uint32
 	CounterBase  uint64
+	// PINIndex is the live PIN NV index (0: no PIN); PINPending one being
+	// made or removed (pinindex.go).
+	PINIndex   uint32
+	PINPending uint32
 }
 
 // NewIdentity draws a fresh seed; the counter is provisioned by New.
@@ -32,8 +36,10 @@ func (id Identity) valid() error {
 	if id.Seed == ([32]byte{}) {
 		return errors.New("tpm: identity has no seed")
 	}
-	if id.CounterIndex != 0 && (id.CounterIndex < ownerNVFirst || id.CounterIndex > ownerNVLast) {
-		return fmt.Errorf("tpm: counter index 0x%08x outside the owner NV range", id.CounterIndex)
+	for _, idx := range []uint32{id.CounterIndex, id.PINIndex, id.PINPending} {
+		if idx != 0 && (idx < ownerNVFirst || idx > ownerNVLast) {
+			return fmt.Errorf("tpm: NV index 0x%08x outside the owner NV range", idx)
+		}
 	}
 	return nil
 }
@@ -43,6 +49,8 @@ type identityFile struct {
 	Seed         string `json:"seed"`
 	CounterIndex uint32 `json:"counter_nv_index"`
 	CounterBase  uint64 `json:"counter_base"`
+	PINIndex     uint32 `json:"pin_nv_index,omitempty"`
+	PINPending   uint32 `json:"pin_nv_index_pending,omitempty"`
 }
 
 // LoadIdentity reads an identity written by SaveIdentity. A missing file
@@ -63,7 +71,7 @@ func LoadIdentity(path string) (Identity, error) {
 	if err != nil || len(seed) != 32 {
 		return Identity{}, fmt.Errorf("tpm: %s: bad seed", path)
 	}
-	id := Identity{CounterIndex: f.CounterIndex, CounterBase: f.CounterBase}
+	id := Identity{CounterIndex: f.CounterIndex, CounterBase: f.CounterBase, PINIndex: f.PINIndex, PINPending: f.PINPending}
 	copy(id.Seed[:], seed)
 	return id, id.valid()
 }
@@ -73,6 +81,7 @@ func SaveIdentity(path string, id Identity) error {
 	b, err := json.MarshalIndent(identityFile{
 		Version: 1, Seed: hex.EncodeToString(id.Seed[:]),
 		CounterIndex: id.CounterIndex, CounterBase: id.CounterBase,
+		PINIndex: id.PINIndex, PINPending: id.PINPending,
 	}, "", "  ")
 	if err != nil {
 		return err
