@@ -36,6 +36,7 @@ type Credential struct {
 	DisplayName string    `cbor:"5,keyasint,omitempty"`
 	CredProtect uint8     `cbor:"6,keyasint,omitempty"`
 	Created     time.Time `cbor:"7,keyasint"`
+	RPName      string    `cbor:"8,keyasint,omitempty"`
 }
 
 var (

@@ -138,6 +138,13 @@ func (t *Throttle) Succeeded() {
 	t.consecutive = 0
 }
 
+// Reset starts a new power cycle.
+func (t *Throttle) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.consecutive, t.last = 0, time.Time{}
+}
+
 // Consecutive is the number of wrong PINs in a row in this power cycle.
 func (t *Throttle) Consecutive() int {
 	t.mu.Lock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 )
@@ -51,6 +52,9 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 		// section 6.3).
 		a.clearNext()
 	}
+	if msg[0] != ctap2.CmdCredentialMgmt {
+		a.mgmt.clear()
+	}
 	switch msg[0] {
 	case ctap2.CmdGetNextAssertion:
 		if len(params) != 0 {
@@ -79,6 +83,18 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 			return nil, ctap2.ErrInvalidLength
 		}
 		return nil, a.reset(ctx, setStatus)
+	case ctap2.CmdClientPIN:
+		req, err := ctap2.DecodeClientPIN(params)
+		if err != nil {
+			return nil, err
+		}
+		return a.clientPIN(ctx, req)
+	case ctap2.CmdCredentialMgmt:
+		req, p, err := ctap2.DecodeCredMgmt(params)
+		if err != nil {
+			return nil, err
+		}
+		return a.credentialManagement(req, p)
 	case ctap2.CmdSelection:
 		if err := a.askUser(ctx, presence.Request{Operation: "select this key"}, setStatus); err != nil {
 			return nil, err
@@ -92,7 +108,7 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 // the implementation: nothing is claimed that is not done.
 func (a *Authenticator) info() ctap2.Info {
 	info := ctap2.Info{
-		Versions:                 []string{"U2F_V2", "FIDO_2_0"},
+		Versions:                 []string{"U2F_V2", "FIDO_2_0", "FIDO_2_1"},
 		AAGUID:                   AAGUID[:],
 		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
 		MaxMsgSize:               7609,
@@ -106,6 +122,22 @@ func (a *Authenticator) info() ctap2.Info {
 		info.Extensions = []string{"credProtect"}
 		n := uint64(a.cfg.Resident.Remaining())
 		info.RemainingDiscoverable = &n
+	}
+	if a.cfg.PIN != nil {
+		set, err := a.pinSet()
+		if err != nil {
+			a.log.Error("reading the PIN state", "err", err)
+		}
+		info.Options["clientPin"] = set
+		info.Options["pinUvAuthToken"] = true
+		// Non-discoverable credentials need no PIN, as with U2F; a
+		// discoverable one does once a PIN is set (section 6.1.2 step 6).
+		info.Options["makeCredUvNotRqd"] = true
+		info.PinUvAuthProtocols = []uint64{2, 1}
+		info.MinPINLength = pin.MinLength
+		if a.cfg.Resident != nil {
+			info.Options["credMgmt"] = true
+		}
 	}
 	return info
 }
@@ -135,18 +167,6 @@ func (a *Authenticator) reset(ctx context.Context, setStatus func(byte)) error {
 	a.gate.reset()
 	a.log.Warn("the key was reset: every credential is gone")
 	return nil
-}
-
-// checkPinUvAuth rejects pinUvAuth parameters: no PIN/UV protocol is
-// supported yet, and getInfo says so (no clientPin option).
-func checkPinUvAuth(param *[]byte, protocol *uint64) error {
-	if param == nil {
-		return nil
-	}
-	if protocol == nil {
-		return ctap2.ErrMissingParameter
-	}
-	return ctap2.ErrInvalidParameter
 }
 
 // askUser asks for presence the way CTAP2 does: the request waits (the
@@ -193,10 +213,23 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if !alg {
 		return nil, ctap2.ErrUnsupportedAlg
 	}
-	if err := checkPinUvAuth(req.PinUvAuthParam, req.PinUvAuthProtocol); err != nil {
+	rk := ctap2.Option(req.Options, "rk", false)
+	probe := func() error {
+		return a.askUser(ctx, presence.Request{Operation: "select this key", RelyingParty: req.RP.ID}, setStatus)
+	}
+	uv, err := a.pinUvAuthForRequest(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.ClientDataHash, ctap2.PermMakeCredential, req.RP.ID, probe)
+	if err != nil {
 		return nil, err
 	}
-	rk := ctap2.Option(req.Options, "rk", false)
+	if !uv && rk {
+		// Section 6.1.2 step 6: with a PIN set, a discoverable credential
+		// needs the PIN (makeCredUvNotRqd covers the others).
+		if set, err := a.pinSet(); err != nil {
+			return nil, err
+		} else if set {
+			return nil, ctap2.ErrPUATRequired
+		}
+	}
 	if rk && a.cfg.Resident == nil {
 		return nil, ctap2.ErrUnsupportedOption
 	}
@@ -204,7 +237,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
-	if !ctap2.Option(req.Options, "up", true) || ctap2.Option(req.Options, "uv", false) {
+	if !ctap2.Option(req.Options, "up", true) || ctap2.Option(req.Options, "uv", false) && !uv {
 		return nil, ctap2.ErrInvalidOption
 	}
 	rpHash := sha256.Sum256([]byte(req.RP.ID))
@@ -235,6 +268,9 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		return nil, err
 	}
 	flags := ctap2.FlagUP | ctap2.FlagAT
+	if uv {
+		flags |= ctap2.FlagUV
+	}
 	var extOut []byte
 	if credProtect != 0 {
 		flags |= ctap2.FlagED
@@ -276,7 +312,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	}
 	if rk {
 		err := a.cfg.Resident.Put(credstore.Credential{
-			ID: credID, RPID: req.RP.ID, UserID: req.User.ID, UserName: req.User.Name,
+			ID: credID, RPID: req.RP.ID, RPName: req.RP.Name, UserID: req.User.ID, UserName: req.User.Name,
 			DisplayName: req.User.DisplayName, CredProtect: credProtect, Created: time.Now(),
 		})
 		if errors.Is(err, credstore.ErrFull) {
@@ -301,18 +337,22 @@ func authenticatorData(rpHash [32]byte, flags byte, counter uint32) []byte {
 // 6.2.2) for credentials named in the allowList.
 func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertionRequest, setStatus func(byte)) ([]byte, error) {
 	setStatus(statusProcessing)
-	if err := checkPinUvAuth(req.PinUvAuthParam, req.PinUvAuthProtocol); err != nil {
+	probe := func() error {
+		return a.askUser(ctx, presence.Request{Operation: "select this key", RelyingParty: req.RPID}, setStatus)
+	}
+	uv, err := a.pinUvAuthForRequest(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.ClientDataHash, ctap2.PermGetAssertion, req.RPID, probe)
+	if err != nil {
 		return nil, err
 	}
 	if _, ok := req.Options["rk"]; ok {
 		return nil, ctap2.ErrUnsupportedOption
 	}
-	if ctap2.Option(req.Options, "uv", false) {
+	if ctap2.Option(req.Options, "uv", false) && !uv {
 		return nil, ctap2.ErrInvalidOption
 	}
 	up := ctap2.Option(req.Options, "up", true)
 	rpHash := sha256.Sum256([]byte(req.RPID))
-	creds, err := a.applicableCredentials(req, rpHash)
+	creds, err := a.applicableCredentials(req, rpHash, uv)
 	if err != nil {
 		return nil, err
 	}
@@ -321,6 +361,9 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	}
 	first := creds[0]
 	var flags byte
+	if uv {
+		flags |= ctap2.FlagUV
+	}
 	// A silent (up=false) assertion is a pre-flight, not a use: it is not
 	// recorded, so it never makes the real request look like a replay.
 	if up {
@@ -339,7 +382,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		}
 		flags |= ctap2.FlagUP
 	}
-	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first)
+	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1)
 	if err != nil {
 		return nil, err
 	}
@@ -355,9 +398,9 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 
 // applicableCredentials finds the credentials a getAssertion may use
 // (CTAP 2.1 section 6.2.2 step 7): those in the allowList that are ours,
-// or every discoverable credential for the RP, newest first; credProtect
-// leaves out what needs user verification, which this token cannot do yet.
-func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rpHash [32]byte) ([]credstore.Credential, error) {
+// or every discoverable credential for the RP, newest first; without user
+// verification, credProtect leaves out what needs it (section 12.1).
+func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rpHash [32]byte, uv bool) ([]credstore.Credential, error) {
 	var out []credstore.Credential
 	if len(req.AllowList) > 0 {
 		for _, d := range req.AllowList {
@@ -370,7 +413,7 @@ func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rp
 					c = *stored
 				}
 			}
-			if c.CredProtect >= credProtectUVRequired {
+			if c.CredProtect >= credProtectUVRequired && !uv {
 				continue
 			}
 			return []credstore.Credential{c}, nil // the first applicable one
@@ -385,7 +428,7 @@ func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rp
 		a.log.Warn("credential store: some entries could not be read", "err", err)
 	}
 	for _, c := range stored {
-		if c.CredProtect <= credProtectUVOptional {
+		if c.CredProtect <= credProtectUVOptional || uv {
 			out = append(out, c)
 		}
 	}
@@ -420,7 +463,9 @@ func assertionKey(rpHash [32]byte, cdh, id []byte, up bool) [32]byte {
 
 // assert signs one assertion with c and records it in the replay store
 // when the user was present.
-func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential) (*ctap2.GetAssertionResponse, error) {
+// With names set (user verified, several accounts), the user entity
+// carries the names too, since the token has no display to choose on.
+func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential, names bool) (*ctap2.GetAssertionResponse, error) {
 	counter, err := a.keys.NextCounter()
 	if err != nil {
 		return nil, err
@@ -451,6 +496,9 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 	if c.UserID != nil {
 		// Without user verification only the user id, never the names.
 		rsp.User = &ctap2.UserEntity{ID: c.UserID}
+		if names {
+			rsp.User.Name, rsp.User.DisplayName = c.UserName, c.DisplayName
+		}
 	}
 	return rsp, nil
 }
@@ -484,7 +532,7 @@ func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	c := n.creds[0]
 	n.creds = n.creds[1:]
 	a.nextMu.Unlock()
-	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c)
+	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0)
 	if err != nil {
 		return nil, err
 	}

@@ -255,7 +255,7 @@ func TestCTAP2Errors(t *testing.T) {
 		{"uv", ctap2.CmdMakeCredential, map[int]any{7: map[string]bool{"uv": true}}, ctap2.ErrInvalidOption},
 		{"up false", ctap2.CmdMakeCredential, map[int]any{7: map[string]bool{"up": false}}, ctap2.ErrInvalidOption},
 		{"pinUvAuthParam without protocol", ctap2.CmdMakeCredential, map[int]any{8: []byte{}}, ctap2.ErrMissingParameter},
-		{"pinUvAuthParam, protocol 1 (no PIN support yet)", ctap2.CmdMakeCredential, map[int]any{8: make([]byte, 16), 9: 1}, ctap2.ErrInvalidParameter},
+		{"pinUvAuthParam, protocol 1, token without a PIN store", ctap2.CmdMakeCredential, map[int]any{8: make([]byte, 16), 9: 1}, ctap2.ErrInvalidParameter},
 		{"user id over 64 bytes", ctap2.CmdMakeCredential, map[int]any{3: map[string]any{"id": make([]byte, 65), "name": "x"}}, ctap2.ErrInvalidLength},
 	}
 	for _, p := range params {

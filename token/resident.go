@@ -13,6 +13,10 @@ type ResidentStore interface {
 	Find(id []byte) (*credstore.Credential, bool)
 	// Exists reports whether a credential for this RP and user is stored.
 	Exists(rpID string, userID []byte) bool
+	// All returns every credential, newest first.
+	All() ([]credstore.Credential, error)
+	// Delete removes the credential with this credential ID.
+	Delete(id []byte) error
 	// Remaining is how many more credentials fit.
 	Remaining() int
 }

@@ -49,6 +49,9 @@ type Config struct {
 	// Resident stores discoverable credentials; nil means the token makes
 	// none (getInfo says rk: false).
 	Resident ResidentStore
+	// PIN keeps the clientPIN PIN; nil means the token offers no PIN
+	// (getInfo has no clientPin option).
+	PIN PINStore
 	// Reset wipes every credential (authenticatorReset): a new TPM
 	// identity, an emptied credential store. Nil refuses resets.
 	Reset func() error
@@ -80,6 +83,8 @@ type Authenticator struct {
 	next    *nextAssertions
 	used    atomic.Int64 // unix nanos of the last request
 	powerUp atomic.Int64 // unix nanos of the last power-up (start or re-plug)
+	pin     pinState
+	mgmt    credMgmtState
 }
 
 // New returns an Authenticator.
@@ -154,10 +159,14 @@ func (a *Authenticator) Unlock() {
 func (a *Authenticator) Locked() bool { return a.locked.Load() }
 
 // PowerCycle drops everything volatile, as unplugging a key would:
-// pending prompts and unused approvals.
+// pending prompts and unused approvals, the pinUvAuthToken, the key
+// agreement key and the consecutive wrong-PIN count, getNextAssertion and
+// credential management state; and it opens the 10 s reset window.
 func (a *Authenticator) PowerCycle() {
 	a.gate.reset()
 	a.clearNext()
+	a.pin.powerCycle()
+	a.mgmt.clear()
 	a.powerUp.Store(a.cfg.Now().UnixNano())
 }
 

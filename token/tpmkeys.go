@@ -36,3 +36,39 @@ func (t TPMKeys) Precheck(id []byte, rp [32]byte) error {
 	}
 	return nil
 }
+
+// TPMPIN adapts a tpm.Engine to PINStore: the PIN is a TPM PIN-fail NV
+// index, so the TPM counts the retries. An index the TPM has lost counts
+// as blocked: the token fails closed until reset.
+type TPMPIN struct{ Engine *tpm.Engine }
+
+func pinError(err error) error {
+	switch {
+	case errors.Is(err, tpm.ErrWrongPIN):
+		return fmt.Errorf("%w: %w", ErrWrongPIN, err)
+	case errors.Is(err, tpm.ErrPINBlocked), errors.Is(err, tpm.ErrPINLost):
+		return fmt.Errorf("%w: %w", ErrPINBlocked, err)
+	}
+	return err
+}
+
+// PINStatus implements PINStore.
+func (t TPMPIN) PINStatus() (bool, int, error) {
+	st, err := t.Engine.PINStatus()
+	return st.Set, st.Retries, pinError(err)
+}
+
+// SetPIN implements PINStore.
+func (t TPMPIN) SetPIN(h []byte) error { return pinError(t.Engine.SetPIN(h)) }
+
+// ChangePIN implements PINStore.
+func (t TPMPIN) ChangePIN(oldHash, newHash []byte) (int, error) {
+	r, err := t.Engine.ChangePIN(oldHash, newHash)
+	return r, pinError(err)
+}
+
+// CheckPIN implements PINStore.
+func (t TPMPIN) CheckPIN(h []byte) (int, error) {
+	r, err := t.Engine.CheckPIN(h)
+	return r, pinError(err)
+}

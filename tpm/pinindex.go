@@ -3,6 +3,7 @@ package tpm
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -66,6 +67,15 @@ var pinAttributes = tpm2.TPMANV{
 	AuthRead:    true, // the PIN check
 	OwnerRead:   true, // reading the failure count without the PIN
 	PolicyWrite: true, // resetting the count needs the PIN (pinWritePolicy)
+}
+
+// pinAuth is the authValue for a pinHash: its hex encoding. go-tpm
+// v0.9.8 strips every zero byte from an authValue before using it as an
+// HMAC key (hmacKeyFromAuthValue lacks a break), where the TPM strips only
+// trailing zeros (Part 1, 19.6.5); a pinHash with a zero byte inside would
+// never authorise. Hex has no zero bytes and loses nothing.
+func pinAuth(pinHash []byte) []byte {
+	return []byte(hex.EncodeToString(pinHash))
 }
 
 // pinWritePolicy is the index's authPolicy: TPM2_NV_Write, authorised with
@@ -206,8 +216,8 @@ func (e *Engine) ChangePIN(oldHash, newHash []byte) (retries int, err error) {
 // its counter {0, PINRetries}. The index is recorded as pending before it
 // exists, so a crash leaves nothing unaccounted for.
 func (e *Engine) armPINIndex(pinHash []byte) (uint32, error) {
-	if len(pinHash) == 0 || len(pinHash) > 32 {
-		return 0, errors.New("tpm: PIN hash must be 1 to 32 bytes")
+	if len(pinHash) == 0 || len(pinHash) > 16 {
+		return 0, errors.New("tpm: PIN hash must be 1 to 16 bytes")
 	}
 	policy, err := pinWritePolicy()
 	if err != nil {
@@ -225,7 +235,7 @@ func (e *Engine) armPINIndex(pinHash []byte) (uint32, error) {
 	if err := e.do("NV_DefineSpace", func() error {
 		_, err := tpm2.NVDefineSpace{
 			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-			Auth:       tpm2.TPM2BAuth{Buffer: pinHash},
+			Auth:       tpm2.TPM2BAuth{Buffer: pinAuth(pinHash)},
 			PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
 				NVIndex:    tpm2.TPMHandle(idx),
 				NameAlg:    tpm2.TPMAlgSHA256,
@@ -349,7 +359,7 @@ func (e *Engine) withPINSession(f func(tpm2.Session) error, name string, pinHash
 			close func() error
 		)
 		err := e.do("StartAuthSession", func() (err error) {
-			opts := []tpm2.AuthOption{tpm2.Salted(e.srk.Handle, e.srkPub), tpm2.Auth(pinHash)}
+			opts := []tpm2.AuthOption{tpm2.Salted(e.srk.Handle, e.srkPub), tpm2.Auth(pinAuth(pinHash))}
 			if policy {
 				s, close, err = tpm2.PolicySession(e.t, tpm2.TPMAlgSHA256, 16, opts...)
 			} else {

@@ -2,6 +2,7 @@ package tpm_test
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"testing"
 
@@ -232,9 +233,27 @@ func rawPINRead(t transport.TPM, idx uint32, pin []byte) error {
 		return err
 	}
 	_, err = tpm2.NVRead{
-		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(idx), Name: name, Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Auth(pin))},
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(idx), Name: name, Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16, tpm2.Auth([]byte(hex.EncodeToString(pin))))},
 		NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},
 		Size:       8,
 	}.Execute(t)
 	return err
+}
+
+// PIN hashes with zero bytes inside and at the end work like any other
+// (go-tpm strips every zero byte of an authValue; pinAuth avoids them).
+func TestPINHashWithZeroBytes(t *testing.T) {
+	e, _ := pinEngine(t, tpmtest.Simulator(t))
+	h := []byte{0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 0}
+	if err := e.SetPIN(h); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.CheckPIN(h); err != nil || r != 8 {
+		t.Fatalf("CheckPIN: %d, %v", r, err)
+	}
+	other := append([]byte(nil), h...)
+	other[15] = 1
+	if _, err := e.CheckPIN(other); !errors.Is(err, tpm.ErrWrongPIN) {
+		t.Fatalf("CheckPIN with a hash differing in its last byte: %v", err)
+	}
 }

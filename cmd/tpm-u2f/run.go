@@ -139,15 +139,19 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	// A bare TPM (swtpm, the simulator, /dev/tpm0) has no resource manager
 	// to reclaim what a crashed daemon left loaded; we clean up at start.
-	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log, FlushStale: backend.Bare})
+	persist := func(id tpm.Identity) error {
+		if backend.Volatile {
+			return nil
+		}
+		return tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), id)
+	}
+	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log, FlushStale: backend.Bare, Persist: persist})
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
-	if !backend.Volatile {
-		if err := tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), id); err != nil {
-			return fmt.Errorf("save identity: %w", err)
-		}
+	if err := persist(id); err != nil {
+		return fmt.Errorf("save identity: %w", err)
 	}
 	if f.stats {
 		defer func() { log.Info("tpm command stats", "commands", meter.Snapshot().String()) }()
@@ -174,14 +178,12 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		if !backend.Volatile {
-			if err := tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), newID); err != nil {
-				return err
-			}
+		if err := persist(newID); err != nil {
+			return err
 		}
 		return resetCredentials(f.state, backend, engine, creds)
 	}
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, Logger: log,
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Logger: log,
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 

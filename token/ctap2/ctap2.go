@@ -48,8 +48,16 @@ const (
 	ErrNoCredentials      Status = 0x2e
 	ErrUserActionTimeout  Status = 0x2f
 	ErrNotAllowed         Status = 0x30
+	ErrPINInvalid         Status = 0x31
+	ErrPINBlocked         Status = 0x32
+	ErrPINAuthInvalid     Status = 0x33
+	ErrPINAuthBlocked     Status = 0x34
 	ErrPINNotSet          Status = 0x35
+	ErrPUATRequired       Status = 0x36
+	ErrPINPolicyViolation Status = 0x37
 	ErrRequestTooLarge    Status = 0x39
+	ErrInvalidSubcommand  Status = 0x3e
+	ErrUnauthorizedPerm   Status = 0x40
 	ErrOther              Status = 0x7f
 )
 
@@ -63,6 +71,10 @@ var statusNames = map[Status]string{
 	ErrUnsupportedOption: "unsupported option", ErrInvalidOption: "invalid option",
 	ErrKeepaliveCancel: "cancelled", ErrNoCredentials: "no credentials",
 	ErrUserActionTimeout: "user action timeout", ErrNotAllowed: "not allowed",
+	ErrPINInvalid: "PIN invalid", ErrPINBlocked: "PIN blocked",
+	ErrPINAuthInvalid: "PIN auth invalid", ErrPINAuthBlocked: "PIN auth blocked (power cycle the key)",
+	ErrPUATRequired: "pinUvAuthToken required", ErrPINPolicyViolation: "PIN policy violation",
+	ErrUnauthorizedPerm: "unauthorized permission", ErrInvalidSubcommand: "invalid subcommand",
 	ErrPINNotSet: "PIN not set", ErrRequestTooLarge: "request too large", ErrOther: "other error",
 }
 

@@ -12,6 +12,8 @@ type Info struct {
 	MaxCredentialIDLength    uint64                `cbor:"8,keyasint,omitempty"`
 	Transports               []string              `cbor:"9,keyasint,omitempty"`
 	Algorithms               []CredentialParameter `cbor:"10,keyasint,omitempty"`
+	ForcePINChange           bool                  `cbor:"12,keyasint,omitempty"`
+	MinPINLength             uint64                `cbor:"13,keyasint,omitempty"`
 	FirmwareVersion          uint64                `cbor:"14,keyasint,omitempty"`
 	RemainingDiscoverable    *uint64               `cbor:"20,keyasint,omitempty"`
 }

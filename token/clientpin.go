@@ -1,0 +1,443 @@
+package token
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/tpm-u2f/tpm-u2f/pin"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+)
+
+// PINStore keeps the PIN where the token cannot be talked out of its
+// retry count: package tpm's Engine through TPMPIN. Hashes are CTAP's
+// pinHash, LEFT(SHA-256(PIN), 16).
+type PINStore interface {
+	// PINStatus reports whether a PIN is set and the retries left.
+	PINStatus() (set bool, retries int, err error)
+	SetPIN(pinHash []byte) error
+	// ChangePIN checks oldHash like CheckPIN, then replaces the PIN.
+	ChangePIN(oldHash, newHash []byte) (retries int, err error)
+	// CheckPIN is nil for the right PIN, ErrWrongPIN (with the retries
+	// left) for a wrong one, ErrPINBlocked when no retries are left.
+	CheckPIN(pinHash []byte) (retries int, err error)
+}
+
+var (
+	ErrWrongPIN   = errors.New("token: wrong PIN")
+	ErrPINBlocked = errors.New("token: PIN blocked")
+)
+
+// pinUvAuthToken lifetime (CTAP 2.1 section 6.5.2.1): a token not used
+// within initialUsage of being issued lapses, and none lives longer than
+// maxUsage.
+const (
+	initialUsage = 30 * time.Second
+	maxUsage     = 10 * time.Minute
+)
+
+// pinState is the volatile PIN state of one power cycle (section 6.5.2):
+// the key agreement key, the pinUvAuthToken and its permissions, and the
+// consecutive-failure throttle. A re-plug replaces all of it.
+type pinState struct {
+	mu       sync.Mutex
+	ka       *pin.KeyAgreement
+	token    []byte
+	proto    pin.Protocol
+	perms    uint64
+	rpID     string // "" until bound
+	issued   time.Time
+	used     bool
+	throttle pin.Throttle
+}
+
+// resetToken invalidates the pinUvAuthToken (resetPinUvAuthToken).
+// Called with mu held.
+func (s *pinState) resetToken() {
+	pin.Zero(s.token)
+	s.token, s.proto, s.perms, s.rpID, s.used = nil, nil, 0, "", false
+}
+
+// regenerate replaces the key agreement key (after every PIN error, so a
+// platform that saw an error must start again; seed 002). Called with mu
+// held.
+func (s *pinState) regenerate() error {
+	ka, err := pin.NewKeyAgreement()
+	if err != nil {
+		return err
+	}
+	s.ka = ka
+	return nil
+}
+
+// powerCycle drops everything: a fresh key agreement key, no token, the
+// consecutive-failure count back to zero.
+func (s *pinState) powerCycle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetToken()
+	s.ka = nil
+	s.throttle.Reset()
+}
+
+func (a *Authenticator) pinSet() (bool, error) {
+	if a.cfg.PIN == nil {
+		return false, nil
+	}
+	set, _, err := a.cfg.PIN.PINStatus()
+	if errors.Is(err, ErrPINBlocked) {
+		return true, nil
+	}
+	return set, err
+}
+
+// clientPIN implements authenticatorClientPIN (section 6.5.5).
+func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINRequest) ([]byte, error) {
+	if a.cfg.PIN == nil {
+		return nil, ctap2.ErrInvalidCommand
+	}
+	var proto pin.Protocol
+	if req.PinUvAuthProtocol != nil {
+		p, ok := pin.ProtocolByVersion(int(min(*req.PinUvAuthProtocol, 1<<16)))
+		if !ok {
+			return nil, ctap2.ErrInvalidParameter
+		}
+		proto = p
+	}
+	sub := *req.SubCommand
+	if proto == nil && sub != ctap2.PINGetRetries {
+		return nil, ctap2.ErrMissingParameter
+	}
+	s := &a.pin
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ka == nil {
+		if err := s.regenerate(); err != nil {
+			return nil, err
+		}
+	}
+	switch sub {
+	case ctap2.PINGetRetries:
+		_, retries, err := a.cfg.PIN.PINStatus()
+		if err != nil && !errors.Is(err, ErrPINBlocked) {
+			return nil, err
+		}
+		r := uint64(retries)
+		pc := s.throttle.Consecutive() >= pin.MaxConsecutive
+		return ctap2.Marshal(ctap2.ClientPINResponse{PinRetries: &r, PowerCycleState: &pc})
+	case ctap2.PINGetKeyAgreement:
+		x, y := s.ka.PublicXY()
+		return ctap2.Marshal(ctap2.ClientPINResponse{KeyAgreement: &ctap2.COSEKey{Kty: 2, Alg: ctap2.AlgECDHESHKDF256, Crv: 1, X: x, Y: y}})
+	case ctap2.PINSet:
+		return nil, a.setPIN(s, proto, req)
+	case ctap2.PINChange:
+		return nil, a.changePIN(ctx, s, proto, req)
+	case ctap2.PINGetToken:
+		if req.Permissions != nil || req.RPID != nil {
+			return nil, ctap2.ErrInvalidParameter
+		}
+		return a.getPinToken(ctx, s, proto, req, ctap2.PermMakeCredential|ctap2.PermGetAssertion, "")
+	case ctap2.PINGetTokenUsingPINWithPerms:
+		if req.Permissions == nil {
+			return nil, ctap2.ErrMissingParameter
+		}
+		perms := *req.Permissions
+		if perms == 0 {
+			return nil, ctap2.ErrInvalidParameter
+		}
+		if perms&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredMgmt) != 0 {
+			return nil, ctap2.ErrUnauthorizedPerm
+		}
+		rpID := ""
+		if req.RPID != nil {
+			rpID = *req.RPID
+		}
+		if perms&(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 && rpID == "" {
+			return nil, ctap2.ErrMissingParameter
+		}
+		return a.getPinToken(ctx, s, proto, req, perms, rpID)
+	case ctap2.PINGetTokenUsingUVWithPerms, ctap2.PINGetUVRetries:
+		return nil, ctap2.ErrInvalidSubcommand // no built-in user verification
+	}
+	return nil, ctap2.ErrInvalidSubcommand
+}
+
+// sharedSecret runs the key agreement with the platform's key.
+func sharedSecret(s *pinState, proto pin.Protocol, key *ctap2.COSEKey) ([]byte, error) {
+	if key == nil {
+		return nil, ctap2.ErrMissingParameter
+	}
+	if key.Kty != 2 || key.Crv != 1 {
+		return nil, ctap2.ErrInvalidParameter
+	}
+	shared, err := s.ka.SharedSecret(proto, key.X, key.Y)
+	if err != nil {
+		return nil, ctap2.ErrInvalidParameter
+	}
+	return shared, nil
+}
+
+// decryptNewPIN checks newPinEnc and returns the new PIN's hash.
+func decryptNewPIN(proto pin.Protocol, shared, newPinEnc []byte) ([]byte, error) {
+	padded, err := proto.Decrypt(shared, newPinEnc)
+	if err != nil {
+		return nil, ctap2.ErrInvalidParameter
+	}
+	defer pin.Zero(padded)
+	p, err := pin.Unpad(padded)
+	if err != nil {
+		return nil, ctap2.ErrPINPolicyViolation
+	}
+	if err := pin.Validate(p); err != nil {
+		return nil, ctap2.ErrPINPolicyViolation
+	}
+	h := sha256.Sum256(p)
+	defer pin.Zero(h[:])
+	return bytes.Clone(h[:16]), nil
+}
+
+func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.ClientPINRequest) error {
+	if req.KeyAgreement == nil || req.PinUvAuthParam == nil || req.NewPinEnc == nil {
+		return ctap2.ErrMissingParameter
+	}
+	set, err := a.pinSet()
+	if err != nil {
+		return err
+	}
+	if set {
+		return ctap2.ErrNotAllowed
+	}
+	shared, err := sharedSecret(s, proto, req.KeyAgreement)
+	if err != nil {
+		return err
+	}
+	defer pin.Zero(shared)
+	if !proto.Verify(shared, req.NewPinEnc, req.PinUvAuthParam) {
+		return ctap2.ErrPINAuthInvalid
+	}
+	h, err := decryptNewPIN(proto, shared, req.NewPinEnc)
+	if err != nil {
+		return err
+	}
+	defer pin.Zero(h)
+	if err := a.cfg.PIN.SetPIN(h); err != nil {
+		return err
+	}
+	a.log.Info("PIN set")
+	return nil
+}
+
+// checkPINHash decrypts pinHashEnc and asks the PIN store, applying the
+// power-cycle throttle and the delay after failures. Every failure
+// regenerates the key agreement key and drops the pinUvAuthToken.
+func (a *Authenticator) checkPINHash(ctx context.Context, s *pinState, proto pin.Protocol, shared, pinHashEnc []byte) (err error) {
+	defer func() {
+		if err != nil {
+			s.resetToken()
+			if rerr := s.regenerate(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	wait, terr := s.throttle.Admit(a.cfg.Now())
+	if terr != nil {
+		return ctap2.ErrPINAuthBlocked
+	}
+	if wait > 0 {
+		// Counted from the last failure (seed 004): a client that waited
+		// anyway is not slowed down further.
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctap2.ErrKeepaliveCancel
+		}
+	}
+	h, derr := proto.Decrypt(shared, pinHashEnc)
+	if derr != nil || len(h) != 16 {
+		return ctap2.ErrInvalidParameter
+	}
+	defer pin.Zero(h)
+	retries, cerr := a.cfg.PIN.CheckPIN(h)
+	switch {
+	case cerr == nil:
+		s.throttle.Succeeded()
+		return nil
+	case errors.Is(cerr, ErrWrongPIN):
+		s.throttle.Failed(a.cfg.Now())
+		a.log.Warn("wrong PIN", "retries_left", retries, "consecutive", s.throttle.Consecutive())
+		if retries == 0 {
+			return ctap2.ErrPINBlocked
+		}
+		if s.throttle.Consecutive() >= pin.MaxConsecutive {
+			return ctap2.ErrPINAuthBlocked
+		}
+		return ctap2.ErrPINInvalid
+	case errors.Is(cerr, ErrPINBlocked):
+		return ctap2.ErrPINBlocked
+	}
+	return cerr
+}
+
+func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Protocol, req *ctap2.ClientPINRequest) error {
+	if req.KeyAgreement == nil || req.PinUvAuthParam == nil || req.NewPinEnc == nil || req.PinHashEnc == nil {
+		return ctap2.ErrMissingParameter
+	}
+	set, retries, err := a.cfg.PIN.PINStatus()
+	if errors.Is(err, ErrPINBlocked) || set && retries == 0 {
+		return ctap2.ErrPINBlocked
+	} else if err != nil {
+		return err
+	}
+	if !set {
+		return ctap2.ErrPINNotSet
+	}
+	shared, err := sharedSecret(s, proto, req.KeyAgreement)
+	if err != nil {
+		return err
+	}
+	defer pin.Zero(shared)
+	if !proto.Verify(shared, append(bytes.Clone(req.NewPinEnc), req.PinHashEnc...), req.PinUvAuthParam) {
+		return ctap2.ErrPINAuthInvalid
+	}
+	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc); err != nil {
+		return err
+	}
+	newHash, err := decryptNewPIN(proto, shared, req.NewPinEnc)
+	if err != nil {
+		return err
+	}
+	defer pin.Zero(newHash)
+	oldHash, _ := proto.Decrypt(shared, req.PinHashEnc)
+	defer pin.Zero(oldHash)
+	if _, err := a.cfg.PIN.ChangePIN(oldHash, newHash); err != nil {
+		return err
+	}
+	s.resetToken()
+	a.log.Info("PIN changed")
+	return nil
+}
+
+func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.Protocol, req *ctap2.ClientPINRequest, perms uint64, rpID string) ([]byte, error) {
+	if req.KeyAgreement == nil || req.PinHashEnc == nil {
+		return nil, ctap2.ErrMissingParameter
+	}
+	set, retries, err := a.cfg.PIN.PINStatus()
+	if errors.Is(err, ErrPINBlocked) || set && retries == 0 {
+		return nil, ctap2.ErrPINBlocked
+	} else if err != nil {
+		return nil, err
+	}
+	if !set {
+		return nil, ctap2.ErrPINNotSet
+	}
+	shared, err := sharedSecret(s, proto, req.KeyAgreement)
+	if err != nil {
+		return nil, err
+	}
+	defer pin.Zero(shared)
+	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc); err != nil {
+		return nil, err
+	}
+	s.resetToken()
+	tok, err := pin.NewPinUvAuthToken()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := proto.Encrypt(shared, tok)
+	if err != nil {
+		pin.Zero(tok)
+		return nil, err
+	}
+	s.token, s.proto, s.perms, s.rpID, s.issued = tok, proto, perms, rpID, a.cfg.Now()
+	return ctap2.Marshal(ctap2.ClientPINResponse{PinUvAuthToken: enc})
+}
+
+// verifyPinUvAuth checks a pinUvAuthParam over msg against the current
+// pinUvAuthToken (section 6.5.5.7.x "verify"): the token must exist and
+// be fresh, come from the same protocol, carry perm, and be bound to rpID
+// or be unbound (then it is bound now). A failure is PIN_AUTH_INVALID.
+func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte, perm uint64, rpID string) error {
+	if protoVersion == nil {
+		return ctap2.ErrMissingParameter
+	}
+	proto, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16)))
+	if !ok {
+		return ctap2.ErrInvalidParameter
+	}
+	s := &a.pin
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := a.cfg.Now()
+	if s.token != nil && (now.Sub(s.issued) > maxUsage || !s.used && now.Sub(s.issued) > initialUsage) {
+		s.resetToken()
+	}
+	if s.token == nil || s.proto.Version() != proto.Version() || !proto.Verify(s.token, msg, param) {
+		return ctap2.ErrPINAuthInvalid
+	}
+	if s.perms&perm == 0 {
+		return ctap2.ErrPINAuthInvalid
+	}
+	if rpID != "" {
+		if s.rpID != "" && s.rpID != rpID {
+			return ctap2.ErrPINAuthInvalid
+		}
+		if perm != ctap2.PermCredMgmt {
+			s.rpID = rpID
+		}
+	}
+	s.used = true
+	return nil
+}
+
+// pinUvAuthForRequest applies the pinUvAuthParam rules shared by
+// makeCredential and getAssertion (sections 6.1.2 and 6.2.2, steps 1-6):
+// a zero-length param is the platform's "touch to select" probe; a
+// present one must verify and yields uv; none at all is allowed unless
+// required is set (then PUAT_REQUIRED when a PIN exists).
+func (a *Authenticator) pinUvAuthForRequest(ctx context.Context, param *[]byte, protoVersion *uint64, cdh []byte, perm uint64, rpID string, probe func() error) (uv bool, err error) {
+	if param == nil {
+		return false, nil
+	}
+	if a.cfg.PIN == nil {
+		// No PIN/UV auth protocol at all (getInfo lists none).
+		if protoVersion == nil {
+			return false, ctap2.ErrMissingParameter
+		}
+		return false, ctap2.ErrInvalidParameter
+	}
+	if len(*param) == 0 {
+		if err := probe(); err != nil {
+			return false, err
+		}
+		set, err := a.pinSet()
+		if err != nil {
+			return false, err
+		}
+		if set {
+			return false, ctap2.ErrPINInvalid
+		}
+		return false, ctap2.ErrPINNotSet
+	}
+	if protoVersion == nil {
+		return false, ctap2.ErrMissingParameter
+	}
+	if _, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16))); !ok {
+		return false, ctap2.ErrInvalidParameter
+	}
+	set, err := a.pinSet()
+	if err != nil {
+		return false, err
+	}
+	if !set {
+		return false, ctap2.ErrPINNotSet
+	}
+	if err := a.verifyPinUvAuth(protoVersion, *param, cdh, perm, rpID); err != nil {
+		return false, err
+	}
+	return true, nil
+}

@@ -1,0 +1,419 @@
+package token_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/pin"
+	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/token"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+	"github.com/tpm-u2f/tpm-u2f/tpm"
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
+)
+
+// pinToken is a token with a PIN store in the simulator's TPM and a
+// credential store.
+func pinToken(t *testing.T) (*token.Authenticator, *credstore.Store) {
+	t.Helper()
+	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+	store, err := credstore.Open(filepath.Join(t.TempDir(), "credentials.db"), bytes.Repeat([]byte{1}, 32), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}, Resident: store, PIN: token.TPMPIN{Engine: e}, Logger: testLogger(t)})
+	t.Cleanup(a.Close)
+	return a, store
+}
+
+// platform is the client side of a PIN/UV auth protocol.
+type platform struct {
+	t      *testing.T
+	a      *token.Authenticator
+	proto  pin.Protocol
+	shared []byte
+	key    map[int]any // our COSE key
+	token  []byte
+}
+
+func newPlatform(t *testing.T, a *token.Authenticator, version int) *platform {
+	p, _ := pin.ProtocolByVersion(version)
+	return &platform{t: t, a: a, proto: p}
+}
+
+func (p *platform) agree() {
+	p.t.Helper()
+	st, body := call(p.t, p.a, ctap2.CmdClientPIN, map[int]any{1: p.proto.Version(), 2: ctap2.PINGetKeyAgreement})
+	var rsp ctap2.ClientPINResponse
+	if st != ctap2.OK || cbor.Unmarshal(body, &rsp) != nil || rsp.KeyAgreement == nil {
+		p.t.Fatalf("getKeyAgreement: %v", st)
+	}
+	if k := rsp.KeyAgreement; k.Kty != 2 || k.Alg != -25 || k.Crv != 1 {
+		p.t.Fatalf("key agreement key %+v", k)
+	}
+	ours, err := pin.NewKeyAgreement()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.shared, err = ours.SharedSecret(p.proto, rsp.KeyAgreement.X, rsp.KeyAgreement.Y)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	x, y := ours.PublicXY()
+	p.key = map[int]any{1: 2, 3: -25, -1: 1, -2: x, -3: y}
+}
+
+func padded(s string) []byte {
+	b := make([]byte, 64)
+	copy(b, s)
+	return b
+}
+
+func pinHashOf(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:16] }
+
+func (p *platform) encrypt(b []byte) []byte {
+	p.t.Helper()
+	out, err := p.proto.Encrypt(p.shared, b)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+func (p *platform) setPIN(newPIN []byte) ctap2.Status {
+	p.agree()
+	enc := p.encrypt(newPIN)
+	st, _ := call(p.t, p.a, ctap2.CmdClientPIN, map[int]any{1: p.proto.Version(), 2: ctap2.PINSet, 3: p.key,
+		4: p.proto.Authenticate(p.shared, enc), 5: enc})
+	return st
+}
+
+func (p *platform) changePIN(old, newPIN string) ctap2.Status {
+	p.agree()
+	newEnc, hashEnc := p.encrypt(padded(newPIN)), p.encrypt(pinHashOf(old))
+	st, _ := call(p.t, p.a, ctap2.CmdClientPIN, map[int]any{1: p.proto.Version(), 2: ctap2.PINChange, 3: p.key,
+		4: p.proto.Authenticate(p.shared, append(bytes.Clone(newEnc), hashEnc...)), 5: newEnc, 6: hashEnc})
+	return st
+}
+
+func (p *platform) getToken(pinText string, perms uint64, rpID string) ctap2.Status {
+	p.agree()
+	params := map[int]any{1: p.proto.Version(), 2: ctap2.PINGetTokenUsingPINWithPerms, 3: p.key,
+		6: p.encrypt(pinHashOf(pinText)), 9: perms}
+	if rpID != "" {
+		params[10] = rpID
+	}
+	st, body := call(p.t, p.a, ctap2.CmdClientPIN, params)
+	if st != ctap2.OK {
+		return st
+	}
+	var rsp ctap2.ClientPINResponse
+	if err := cbor.Unmarshal(body, &rsp); err != nil {
+		p.t.Fatal(err)
+	}
+	tok, err := p.proto.Decrypt(p.shared, rsp.PinUvAuthToken)
+	if err != nil || len(tok) != 32 {
+		p.t.Fatalf("pinUvAuthToken: %d bytes, %v", len(tok), err)
+	}
+	p.token = tok
+	return st
+}
+
+func retries(t *testing.T, a *token.Authenticator) (uint64, bool) {
+	t.Helper()
+	st, body := call(t, a, ctap2.CmdClientPIN, map[int]any{1: 2, 2: ctap2.PINGetRetries})
+	var rsp ctap2.ClientPINResponse
+	if st != ctap2.OK || cbor.Unmarshal(body, &rsp) != nil || rsp.PinRetries == nil {
+		t.Fatalf("getPINRetries: %v", st)
+	}
+	return *rsp.PinRetries, rsp.PowerCycleState != nil && *rsp.PowerCycleState
+}
+
+func info(t *testing.T, a *token.Authenticator) ctap2.Info {
+	t.Helper()
+	st, body := call(t, a, ctap2.CmdGetInfo, nil)
+	var i ctap2.Info
+	if st != ctap2.OK || cbor.Unmarshal(body, &i) != nil {
+		t.Fatalf("getInfo: %v", st)
+	}
+	return i
+}
+
+func TestClientPINBothProtocols(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		t.Run(map[int]string{1: "one", 2: "two"}[v], func(t *testing.T) {
+			a, _ := pinToken(t)
+			i := info(t, a)
+			if i.Options["clientPin"] || !i.Options["pinUvAuthToken"] || i.MinPINLength != 4 || len(i.PinUvAuthProtocols) != 2 {
+				t.Fatalf("getInfo before a PIN: %+v", i)
+			}
+			p := newPlatform(t, a, v)
+			if st := p.getToken("1234", ctap2.PermMakeCredential, "example.org"); st != ctap2.ErrPINNotSet {
+				t.Fatalf("token without a PIN: %v", st)
+			}
+			// PIN rules: code points, not bytes; padding checked.
+			for _, bad := range [][]byte{padded("123"), padded("äää"), padded(string([]byte{0xff, 0xfe, 0xfd, 0xfc})), append(padded("1234")[:63], 1)} {
+				if st := p.setPIN(bad); st != ctap2.ErrPINPolicyViolation {
+					t.Fatalf("setPIN(%q): %v", bad, st)
+				}
+			}
+			if st := p.setPIN(padded("ääää")); st != ctap2.OK {
+				t.Fatalf("setPIN: %v", st)
+			}
+			if st := p.setPIN(padded("5678")); st != ctap2.ErrNotAllowed {
+				t.Fatalf("second setPIN: %v", st)
+			}
+			if !info(t, a).Options["clientPin"] {
+				t.Fatal("getInfo: clientPin false after setPIN")
+			}
+			if r, _ := retries(t, a); r != 8 {
+				t.Fatalf("retries %d", r)
+			}
+			if st := p.getToken("ääää", ctap2.PermMakeCredential|ctap2.PermGetAssertion, "example.org"); st != ctap2.OK {
+				t.Fatalf("getPinUvAuthToken: %v", st)
+			}
+			// makeCredential with the token: UV set.
+			cdh := sha256.Sum256([]byte("cdh"))
+			params := makeCredParams("example.org", map[int]any{1: cdh[:], 8: p.proto.Authenticate(p.token, cdh[:]), 9: v})
+			st, body := call(t, a, ctap2.CmdMakeCredential, params)
+			var mc ctap2.MakeCredentialResponse
+			if st != ctap2.OK || cbor.Unmarshal(body, &mc) != nil || mc.AuthData[32]&ctap2.FlagUV == 0 {
+				t.Fatalf("makeCredential with pinUvAuthParam: %v", st)
+			}
+			// A MAC under another key, or for another RP, is refused.
+			params[8] = p.proto.Authenticate(bytes.Repeat([]byte{7}, 32), cdh[:])
+			if st, _ := call(t, a, ctap2.CmdMakeCredential, params); st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("bad pinUvAuthParam: %v", st)
+			}
+			other := makeCredParams("other.example", map[int]any{1: cdh[:], 8: p.proto.Authenticate(p.token, cdh[:]), 9: v})
+			if st, _ := call(t, a, ctap2.CmdMakeCredential, other); st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("token bound to example.org used for other.example: %v", st)
+			}
+			// changePIN: the old token is gone, the new PIN works.
+			if st := p.changePIN("ääää", "4321"); st != ctap2.OK {
+				t.Fatalf("changePIN: %v", st)
+			}
+			params[8] = p.proto.Authenticate(p.token, cdh[:])
+			if st, _ := call(t, a, ctap2.CmdMakeCredential, params); st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("token from before changePIN: %v", st)
+			}
+			if st := p.getToken("ääää", ctap2.PermGetAssertion, "example.org"); st != ctap2.ErrPINInvalid {
+				t.Fatalf("old PIN: %v", st)
+			}
+			if st := p.getToken("4321", ctap2.PermGetAssertion, "example.org"); st != ctap2.OK {
+				t.Fatalf("new PIN: %v", st)
+			}
+		})
+	}
+}
+
+func TestWrongPINsBlockPowerCycleThenPIN(t *testing.T) {
+	a, _ := pinToken(t)
+	p := newPlatform(t, a, 2)
+	if st := p.setPIN(padded("1234")); st != ctap2.OK {
+		t.Fatal(st)
+	}
+	wrong := func(want ctap2.Status) {
+		t.Helper()
+		if st := p.getToken("9999", ctap2.PermGetAssertion, "example.org"); st != want {
+			t.Fatalf("wrong PIN: %v, want %v", st, want)
+		}
+	}
+	// The delays between failures (1 s, 2 s) are counted from the last
+	// failure: the whole test waits about 3 s per power cycle.
+	wrong(ctap2.ErrPINInvalid)
+	wrong(ctap2.ErrPINInvalid)
+	wrong(ctap2.ErrPINAuthBlocked)
+	if r, pc := retries(t, a); r != 5 || !pc {
+		t.Fatalf("after 3 wrong PINs: retries %d, power cycle needed %v", r, pc)
+	}
+	// Until a re-plug, not even the right PIN is checked.
+	if st := p.getToken("1234", ctap2.PermGetAssertion, "example.org"); st != ctap2.ErrPINAuthBlocked {
+		t.Fatalf("right PIN before the re-plug: %v", st)
+	}
+	if r, _ := retries(t, a); r != 5 {
+		t.Fatalf("a blocked attempt spent a retry: %d", r)
+	}
+	a.PowerCycle()
+	wrong(ctap2.ErrPINInvalid)
+	wrong(ctap2.ErrPINInvalid)
+	wrong(ctap2.ErrPINAuthBlocked)
+	a.PowerCycle()
+	wrong(ctap2.ErrPINInvalid) // 7th
+	wrong(ctap2.ErrPINBlocked) // 8th: no retries left
+	a.PowerCycle()
+	if st := p.getToken("1234", ctap2.PermGetAssertion, "example.org"); st != ctap2.ErrPINBlocked {
+		t.Fatalf("right PIN when blocked: %v", st)
+	}
+	if r, _ := retries(t, a); r != 0 {
+		t.Fatalf("retries when blocked: %d", r)
+	}
+}
+
+func TestPinUvAuthProbesAndRequirements(t *testing.T) {
+	a, _ := pinToken(t)
+	// The browser's "touch to select" probe: a zero-length pinUvAuthParam.
+	probe := makeCredParams("example.org", map[int]any{8: []byte{}, 9: 2})
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, probe); st != ctap2.ErrPINNotSet {
+		t.Fatalf("probe without a PIN: %v", st)
+	}
+	p := newPlatform(t, a, 1)
+	p.setPIN(padded("1234"))
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, probe); st != ctap2.ErrPINInvalid {
+		t.Fatalf("probe with a PIN: %v", st)
+	}
+	// A discoverable credential needs the PIN once there is one; a
+	// non-discoverable one does not (makeCredUvNotRqd).
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{7: map[string]bool{"rk": true}})); st != ctap2.ErrPUATRequired {
+		t.Fatalf("rk without PIN: %v", st)
+	}
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", nil)); st != ctap2.OK {
+		t.Fatalf("non-discoverable without PIN: %v", st)
+	}
+	// Missing or unknown protocol.
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{8: bytes.Repeat([]byte{1}, 16)})); st != ctap2.ErrMissingParameter {
+		t.Fatalf("no protocol: %v", st)
+	}
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{8: bytes.Repeat([]byte{1}, 16), 9: 3})); st != ctap2.ErrInvalidParameter {
+		t.Fatalf("protocol 3: %v", st)
+	}
+	// A token without the mc permission does not make credentials.
+	p.getToken("1234", ctap2.PermGetAssertion, "example.org")
+	cdh := sha256.Sum256([]byte("x"))
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{1: cdh[:], 8: p.proto.Authenticate(p.token, cdh[:]), 9: 1})); st != ctap2.ErrPINAuthInvalid {
+		t.Fatalf("token without mc: %v", st)
+	}
+	// Unsupported permissions.
+	if st := p.getToken("1234", ctap2.PermBioEnrollment, ""); st != ctap2.ErrUnauthorizedPerm {
+		t.Fatalf("be permission: %v", st)
+	}
+	// Subcommands that need a built-in UV method.
+	if st, _ := call(t, a, ctap2.CmdClientPIN, map[int]any{1: 1, 2: ctap2.PINGetUVRetries}); st != ctap2.ErrInvalidSubcommand {
+		t.Fatalf("getUVRetries: %v", st)
+	}
+}
+
+func (p *platform) credMgmt(sub int, params map[int]any) (ctap2.Status, ctap2.CredMgmtResponse) {
+	p.t.Helper()
+	req := map[int]any{1: sub}
+	msg := []byte{byte(sub)}
+	if params != nil {
+		raw, err := ctap2.Marshal(params)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		req[2] = cbor.RawMessage(raw)
+		msg = append(msg, raw...)
+	}
+	if sub != ctap2.CredMgmtEnumerateRPsNext && sub != ctap2.CredMgmtEnumerateCredsNext {
+		req[3] = p.proto.Version()
+		req[4] = p.proto.Authenticate(p.token, msg)
+	}
+	st, body := call(p.t, p.a, ctap2.CmdCredentialMgmt, req)
+	var rsp ctap2.CredMgmtResponse
+	if st == ctap2.OK && len(body) > 0 {
+		if err := cbor.Unmarshal(body, &rsp); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	return st, rsp
+}
+
+func TestCredentialManagement(t *testing.T) {
+	a, store := pinToken(t)
+	p := newPlatform(t, a, 2)
+	p.setPIN(padded("1234"))
+	p.getToken("1234", ctap2.PermMakeCredential, "a.example")
+	for i, rp := range []string{"a.example", "a.example", "b.example"} {
+		if i == 2 {
+			p.getToken("1234", ctap2.PermMakeCredential, "b.example")
+		}
+		cdh := sha256.Sum256([]byte{byte(i)})
+		params := makeCredParams(rp, map[int]any{1: cdh[:], 3: map[string]any{"id": []byte{byte(i)}, "name": "user" + string('0'+rune(i))},
+			7: map[string]bool{"rk": true}, 8: p.proto.Authenticate(p.token, cdh[:]), 9: 2})
+		if st, _ := call(t, a, ctap2.CmdMakeCredential, params); st != ctap2.OK {
+			t.Fatalf("rk makeCredential %d: %v", i, st)
+		}
+	}
+	if st, _ := p.credMgmt(ctap2.CredMgmtEnumerateRPsNext, nil); st != ctap2.ErrNotAllowed {
+		t.Fatalf("next without begin: %v", st)
+	}
+	// A token without cm is refused; one bound to an RP cannot list RPs.
+	if st, _ := p.credMgmt(ctap2.CredMgmtGetMetadata, nil); st != ctap2.ErrPINAuthInvalid {
+		t.Fatalf("metadata with an mc token: %v", st)
+	}
+	p.getToken("1234", ctap2.PermCredMgmt, "")
+	st, rsp := p.credMgmt(ctap2.CredMgmtGetMetadata, nil)
+	if st != ctap2.OK || *rsp.ExistingCount != 3 || *rsp.MaxRemaining != 47 {
+		t.Fatalf("metadata: %v %+v", st, rsp)
+	}
+	st, rsp = p.credMgmt(ctap2.CredMgmtEnumerateRPsBegin, nil)
+	if st != ctap2.OK || *rsp.TotalRPs != 2 {
+		t.Fatalf("enumerateRPsBegin: %v %+v", st, rsp)
+	}
+	rps := []string{rsp.RP.ID}
+	st, rsp = p.credMgmt(ctap2.CredMgmtEnumerateRPsNext, nil)
+	if st != ctap2.OK {
+		t.Fatal(st)
+	}
+	rps = append(rps, rsp.RP.ID)
+	if rps[0] == rps[1] || !bytes.Equal(rsp.RPIDHash, hashOf(rsp.RP.ID)) {
+		t.Fatalf("RPs %v", rps)
+	}
+	if st, _ := p.credMgmt(ctap2.CredMgmtEnumerateRPsNext, nil); st != ctap2.ErrNotAllowed {
+		t.Fatalf("next past the end: %v", st)
+	}
+	st, rsp = p.credMgmt(ctap2.CredMgmtEnumerateCredsBegin, map[int]any{1: hashOf("a.example")})
+	if st != ctap2.OK || *rsp.TotalCredentials != 2 || rsp.PublicKey == nil || rsp.User.Name == "" || *rsp.CredProtect != 1 {
+		t.Fatalf("enumerateCredentialsBegin: %v %+v", st, rsp)
+	}
+	first := rsp.CredentialID
+	st, rsp = p.credMgmt(ctap2.CredMgmtEnumerateCredsNext, nil)
+	if st != ctap2.OK || bytes.Equal(rsp.CredentialID.ID, first.ID) {
+		t.Fatalf("enumerateCredentialsGetNextCredential: %v", st)
+	}
+	// Update the user's names, then delete.
+	user := map[string]any{"id": rsp.User.ID, "name": "renamed"}
+	if st, _ := p.credMgmt(ctap2.CredMgmtUpdateUser, map[int]any{2: map[string]any{"type": "public-key", "id": rsp.CredentialID.ID}, 3: user}); st != ctap2.OK {
+		t.Fatalf("updateUserInformation: %v", st)
+	}
+	if c, ok := store.Find(rsp.CredentialID.ID); !ok || c.UserName != "renamed" {
+		t.Fatalf("after update: %+v", c)
+	}
+	if st, _ := p.credMgmt(ctap2.CredMgmtDelete, map[int]any{2: map[string]any{"type": "public-key", "id": first.ID}}); st != ctap2.OK {
+		t.Fatalf("deleteCredential: %v", st)
+	}
+	if st, _ := p.credMgmt(ctap2.CredMgmtDelete, map[int]any{2: map[string]any{"type": "public-key", "id": first.ID}}); st != ctap2.ErrNoCredentials {
+		t.Fatalf("deleting it again: %v", st)
+	}
+	if store.Remaining() != 48 {
+		t.Fatalf("remaining %d", store.Remaining())
+	}
+	// A MAC over other parameters than those sent is refused.
+	req := map[int]any{1: ctap2.CredMgmtGetMetadata, 3: 2, 4: p.proto.Authenticate(p.token, []byte{ctap2.CredMgmtEnumerateRPsBegin})}
+	if st, _ := call(t, a, ctap2.CmdCredentialMgmt, req); st != ctap2.ErrPINAuthInvalid {
+		t.Fatalf("MAC over another subcommand: %v", st)
+	}
+	if st, _ := call(t, a, ctap2.CmdCredentialMgmt, map[int]any{1: ctap2.CredMgmtGetMetadata}); st != ctap2.ErrPUATRequired {
+		t.Fatalf("no pinUvAuthParam: %v", st)
+	}
+}
+
+func hashOf(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tLogWriter struct{ t *testing.T }
+
+func (w tLogWriter) Write(b []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(b)))
+	return len(b), nil
+}
