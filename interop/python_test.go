@@ -3,6 +3,7 @@ package interop
 import (
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,25 @@ func TestPythonFido2CTAP2(t *testing.T) {
 	t.Logf("python-fido2:\n%s", out)
 	if err != nil || !strings.Contains(string(out), " 0 failed") {
 		t.Fatalf("python-fido2 CTAP2 interop failed: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+}
+
+// TestPythonFido2ClientPIN: python-fido2's ClientPin (protocols 1 and 2),
+// Fido2Client and Fido2Server (a passkey registered and used with the PIN,
+// discoverable login), CredentialManagement, and the wrong-PIN rules with
+// re-plugs through `tpm-u2f replug`.
+func TestPythonFido2ClientPIN(t *testing.T) {
+	py := pythonWithFido2(t)
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2", "--control", sock)
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command(py, "python/pin_udp.py", host, port, binary(t), sock).CombinedOutput()
+	t.Logf("python-fido2:\n%s", out)
+	if err != nil || !strings.Contains(string(out), " 0 failed") {
+		t.Fatalf("python-fido2 clientPIN interop failed: %v", err)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("daemon exit: %v", err)
