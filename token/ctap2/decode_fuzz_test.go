@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 func seeds(f *testing.F) {
@@ -61,3 +63,51 @@ func FuzzDecodeGetAssertion(f *testing.F) {
 		}
 	})
 }
+
+func pinSeeds(f *testing.F) {
+	key := map[int]any{1: 2, 3: -25, -1: 1, -2: bytes.Repeat([]byte{3}, 32), -3: bytes.Repeat([]byte{4}, 32)}
+	for _, m := range []map[int]any{
+		{1: 2, 2: PINGetRetries},
+		{1: 2, 2: PINGetKeyAgreement},
+		{1: 1, 2: PINSet, 3: key, 4: bytes.Repeat([]byte{5}, 16), 5: bytes.Repeat([]byte{6}, 64)},
+		{1: 2, 2: PINChange, 3: key, 4: bytes.Repeat([]byte{5}, 32), 5: bytes.Repeat([]byte{6}, 80), 6: bytes.Repeat([]byte{7}, 32)},
+		{1: 2, 2: PINGetTokenUsingPINWithPerms, 3: key, 6: bytes.Repeat([]byte{7}, 32), 9: 3, 10: "example.org"},
+	} {
+		b, _ := Marshal(m)
+		f.Add(b)
+	}
+	params, _ := Marshal(map[int]any{2: map[string]any{"type": "public-key", "id": []byte{1, 2}}, 3: map[string]any{"id": []byte{1}, "name": "n"}})
+	for _, m := range []map[int]any{
+		{1: CredMgmtGetMetadata, 3: 2, 4: bytes.Repeat([]byte{5}, 32)},
+		{1: CredMgmtEnumerateRPsNext},
+		{1: CredMgmtUpdateUser, 2: cborRaw(params), 3: 1, 4: bytes.Repeat([]byte{5}, 16)},
+	} {
+		b, _ := Marshal(m)
+		f.Add(b)
+	}
+	f.Add([]byte{0xa0})
+}
+
+func FuzzDecodeClientPIN(f *testing.F) {
+	pinSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeClientPIN(b)
+		checkDecode(t, b, err)
+		if err == nil && r.SubCommand == nil {
+			t.Fatal("accepted a request without a subcommand")
+		}
+	})
+}
+
+func FuzzDecodeCredMgmt(f *testing.F) {
+	pinSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, _, err := DecodeCredMgmt(b)
+		checkDecode(t, b, err)
+		if err == nil && r.SubCommand == nil {
+			t.Fatal("accepted a request without a subcommand")
+		}
+	})
+}
+
+func cborRaw(b []byte) cbor.RawMessage { return cbor.RawMessage(b) }
