@@ -10,10 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
 	"github.com/tpm-u2f/tpm-u2f/internal/webauthnrp"
 	"github.com/tpm-u2f/tpm-u2f/presence"
@@ -25,7 +28,8 @@ import (
 
 // demoCommand is "tpm-u2f demo" (what "make demo" runs): the token on the
 // embedded simulator, a relying party verifying it with go-webauthn, and
-// the TPM commands each step costs. Nothing touches the real TPM or disk.
+// the TPM commands each step costs. Nothing touches the real TPM; the
+// passkey store is a temporary directory removed at the end.
 func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tpm-u2f demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -79,7 +83,25 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 
 	// presence.Always without its logger: it would warn on every request,
 	// and the line below already says it once.
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: presence.Always{}, Logger: log})
+	// Passkeys need a credential store; the demo's lives in a temporary
+	// directory, like its TPM state, and goes with it.
+	dir, err := os.MkdirTemp("", "tpm-u2f-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	secret, _, err := engine.Seal()
+	if err != nil {
+		return fmt.Errorf("seal the credential store key: %w", err)
+	}
+	creds, err := credstore.Open(filepath.Join(dir, "credentials.db"), secret, 100)
+	clear(secret)
+	if err != nil {
+		return err
+	}
+	defer creds.Close()
+	say("  passkey store key drawn and sealed by the TPM: %s", used())
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: presence.Always{}, Resident: creds, Logger: log})
 	defer auth.Close()
 	say("User presence: approved automatically in this demo (the daemon asks the desktop).")
 
@@ -154,7 +176,7 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 	}
 	say("5. evil.example presenting alice's credential ID gets 0x6A80 (bound to localhost); TPM: %s", used())
 
-	say("CTAP2 (experimental in the daemon: --ctap2):")
+	say("CTAP2:")
 	bob := &webauthnrp.User{ID: make([]byte, 32), Name: "bob"}
 	rand.Read(bob.ID)
 	cred2, err := rp.RegisterCTAP2(ctx, c, bob)
@@ -167,6 +189,21 @@ func demo(ctx context.Context, transport string, out io.Writer, log *slog.Logger
 		return fmt.Errorf("CTAP2 login: %w", err)
 	}
 	say("7. getAssertion verified by go-webauthn, counter %d; TPM: %s", got.Authenticator.SignCount, used())
+
+	carol := &webauthnrp.User{ID: make([]byte, 32), Name: "carol"}
+	rand.Read(carol.ID)
+	if _, err := rp.RegisterPasskey(ctx, c, carol); err != nil {
+		return fmt.Errorf("passkey registration: %w", err)
+	}
+	say("8. passkey (discoverable credential) for carol registered and verified; account names stored encrypted; TPM: %s", used())
+	who, pk, err := rp.LoginPasskey(ctx, c, []*webauthnrp.User{bob, carol})
+	if err != nil {
+		return fmt.Errorf("passkey login: %w", err)
+	}
+	if who != carol {
+		return fmt.Errorf("passkey login found %q, want carol", who.Name)
+	}
+	say("9. passkey login without a user name: the key named %s, go-webauthn verified, counter %d; TPM: %s", who.Name, pk.Authenticator.SignCount, used())
 
 	if err := stop(); err != nil {
 		return fmt.Errorf("CTAPHID server: %w", err)

@@ -72,7 +72,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.presence, "presence", "dbus", "how user presence is confirmed: dbus (desktop prompt), or always (approve everything: tests only)")
 	fs.StringVar(&f.state, "state", defaultStateDir(), "state directory (identity, replay store); created 0700")
 	fs.StringVar(&f.control, "control", "", "control socket for the tpm-u2f commands (default $XDG_RUNTIME_DIR/tpm-u2f/control.sock)")
-	fs.BoolVar(&f.ctap2, "ctap2", false, "experimental: also speak CTAP2 (non-discoverable credentials only; no PIN yet)")
+	fs.BoolVar(&f.ctap2, "ctap2", true, "speak CTAP2 (FIDO2: passkeys, PIN, credential management); --ctap2=false offers U2F only")
 	fs.DurationVar(&f.lockAfter, "lock-after", 0, "lock the token after this long without a request (0: never); it also locks when the screen locks")
 	fs.DurationVar(&f.prompt, "prompt-timeout", 30*time.Second, "how long the desktop prompt waits for Allow or Deny")
 	fs.DurationVar(&f.window, "replay-window", 10*time.Minute, "refuse to sign the same request again within this time")
@@ -216,11 +216,9 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 
 	caps := ctaphid.CapWink
 	if f.ctap2 {
-		// Off by default until CTAP 2.1 is complete (discoverable
-		// credentials, PIN, credential management): a client that sees
-		// CBOR uses it for everything.
-		log.Warn("--ctap2: experimental CTAP2 support is on")
 		caps |= ctaphid.CapCBOR
+	} else {
+		log.Info("--ctap2=false: U2F only")
 	}
 	srv := ctaphid.NewServer(tr, auth, ctaphid.Options{
 		Capabilities:  caps,

@@ -42,6 +42,15 @@ func ctap2Call(ctx context.Context, c *ctaphid.Client, cmd byte, params any) ([]
 // RegisterCTAP2 makes a credential for u with authenticatorMakeCredential
 // and has go-webauthn verify its attestation (packed).
 func (r *RP) RegisterCTAP2(ctx context.Context, c *ctaphid.Client, u *User) (*webauthn.Credential, error) {
+	return r.registerCTAP2(ctx, c, u, false)
+}
+
+// RegisterPasskey is RegisterCTAP2 for a discoverable credential (rk).
+func (r *RP) RegisterPasskey(ctx context.Context, c *ctaphid.Client, u *User) (*webauthn.Credential, error) {
+	return r.registerCTAP2(ctx, c, u, true)
+}
+
+func (r *RP) registerCTAP2(ctx context.Context, c *ctaphid.Client, u *User, rk bool) (*webauthn.Credential, error) {
 	_, session, err := r.wa.BeginRegistration(u, webauthn.WithConveyancePreference(protocol.PreferDirectAttestation))
 	if err != nil {
 		return nil, err
@@ -56,6 +65,7 @@ func (r *RP) RegisterCTAP2(ctx context.Context, c *ctaphid.Client, u *User) (*we
 		2: map[string]any{"id": r.ID, "name": r.ID},
 		3: map[string]any{"id": u.ID, "name": u.Name, "displayName": u.Name},
 		4: []map[string]any{{"type": "public-key", "alg": ctap2.AlgES256}},
+		7: map[string]bool{"rk": rk},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CTAP2 makeCredential: %w", err)
@@ -163,4 +173,61 @@ func (r *RP) finishLogin(u *User, session *webauthn.SessionData, id, cd, authDat
 		}
 	}
 	return cred, nil
+}
+
+// LoginPasskey signs in without naming a user or credential (no
+// allowList): the token finds its discoverable credential for the RP and
+// returns the user handle, by which go-webauthn finds the user among users.
+func (r *RP) LoginPasskey(ctx context.Context, c *ctaphid.Client, users []*User) (*User, *webauthn.Credential, error) {
+	_, session, err := r.wa.BeginDiscoverableLogin()
+	if err != nil {
+		return nil, nil, err
+	}
+	cd, err := r.clientData("webauthn.get", session.Challenge)
+	if err != nil {
+		return nil, nil, err
+	}
+	cdh := sha256.Sum256(cd)
+	body, err := ctap2Call(ctx, c, ctap2.CmdGetAssertion, map[int]any{1: r.ID, 2: cdh[:]})
+	if err != nil {
+		return nil, nil, fmt.Errorf("CTAP2 getAssertion: %w", err)
+	}
+	var ga struct {
+		Credential struct {
+			ID []byte `cbor:"id"`
+		} `cbor:"1,keyasint"`
+		AuthData  []byte `cbor:"2,keyasint"`
+		Signature []byte `cbor:"3,keyasint"`
+		User      struct {
+			ID []byte `cbor:"id"`
+		} `cbor:"4,keyasint"`
+	}
+	if err := cbor.Unmarshal(body, &ga); err != nil {
+		return nil, nil, err
+	}
+	b, _ := json.Marshal(map[string]any{
+		"id": b64.EncodeToString(ga.Credential.ID), "rawId": b64.EncodeToString(ga.Credential.ID), "type": "public-key",
+		"response": map[string]string{
+			"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(ga.AuthData),
+			"signature": b64.EncodeToString(ga.Signature), "userHandle": b64.EncodeToString(ga.User.ID),
+		},
+	})
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse assertion: %w", err)
+	}
+	var found *User
+	cred, err := r.wa.ValidateDiscoverableLogin(func(_, handle []byte) (webauthn.User, error) {
+		for _, u := range users {
+			if bytes.Equal(u.ID, handle) {
+				found = u
+				return u, nil
+			}
+		}
+		return nil, fmt.Errorf("no user with handle %x", handle)
+	}, *session, parsed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("go-webauthn rejected the passkey login: %w", err)
+	}
+	return found, cred, nil
 }
