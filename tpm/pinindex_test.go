@@ -257,3 +257,106 @@ func TestPINHashWithZeroBytes(t *testing.T) {
 		t.Fatalf("CheckPIN with a hash differing in its last byte: %v", err)
 	}
 }
+
+// dying is a TPM connection that breaks after a number of commands, as
+// the daemon's does when it is killed: the command in flight either
+// reached the TPM whole or not at all.
+type dying struct {
+	next transport.TPM
+	left int
+}
+
+var errKilled = errors.New("killed")
+
+func (d *dying) Send(cmd []byte) ([]byte, error) {
+	if d.left <= 0 {
+		return nil, errKilled
+	}
+	d.left--
+	return d.next.Send(cmd)
+}
+
+// TestPINCheckKilledAtEveryCommand kills a PIN check after each of its
+// TPM commands in turn, wrong PIN and right PIN, and restarts the engine
+// on the same TPM each time: the retries left never go up without the
+// right PIN, and a killed wrong guess is never free (the TPM counted it
+// in the command that checked it, or the check never happened).
+func TestPINCheckKilledAtEveryCommand(t *testing.T) {
+	sim := tpmtest.Simulator(t)
+	e, s := pinEngine(t, sim)
+	if err := e.SetPIN(pinHash("1234")); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	id := s.id
+	retries := func() int {
+		t.Helper()
+		e, _, err := tpm.New(sim, id, tpm.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		st, err := e.PINStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Retries
+	}
+	// How many commands does a whole check take (after start-up)?
+	m := tpm.NewMeter(sim)
+	e2, _, err := tpm.New(m, id, tpm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.Snapshot()
+	e2.CheckPIN(pinHash("0000"))
+	total := m.Snapshot().Sub(before).Total()
+	e2.CheckPIN(pinHash("1234"))
+	e2.Close()
+	if total < 3 {
+		t.Fatalf("a PIN check took %d commands", total)
+	}
+	trials := 0
+	for _, guess := range []string{"0000", "1234"} {
+		for cut := 0; cut <= total+2; cut++ {
+			start := retries()
+			tpmtest.FlushAll(sim, tpm2.TPMHTHMACSession) // the dead process's sessions
+			tpmtest.FlushAll(sim, tpm2.TPMHTPolicySession)
+			d := &dying{next: sim, left: 1 << 30}
+			e, _, err := tpm.New(d, id, tpm.Options{RetryBudget: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.left = cut
+			r, err := e.CheckPIN(pinHash(guess))
+			d.left = 1 << 30
+			e.Close()
+			tpmtest.FlushAll(sim, tpm2.TPMHTTransient)
+			after := retries()
+			trials++
+			switch {
+			case guess == "0000" && after > start:
+				t.Fatalf("wrong PIN killed after %d commands: retries %d -> %d", cut, start, after)
+			case guess == "0000" && err == nil:
+				t.Fatalf("wrong PIN accepted")
+			case guess == "0000" && errors.Is(err, tpm.ErrWrongPIN) && after != start-1:
+				t.Fatalf("wrong PIN reported (%d left) but retries %d -> %d", r, start, after)
+			case guess == "1234" && err == nil && after != tpm.PINRetries:
+				t.Fatalf("right PIN accepted but retries %d", after)
+			}
+			if after == 0 {
+				t.Fatal("blocked during the trial")
+			}
+			if guess == "0000" && after < start {
+				// Give the retries back with the right PIN, so the
+				// next cut starts from 8.
+				e, _, _ := tpm.New(sim, id, tpm.Options{})
+				if _, err := e.CheckPIN(pinHash("1234")); err != nil {
+					t.Fatal(err)
+				}
+				e.Close()
+			}
+		}
+	}
+	t.Logf("%d killed PIN checks (a whole check is %d TPM commands): retries never went up without the right PIN", trials, total)
+}
