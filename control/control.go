@@ -1,6 +1,7 @@
 // Package control owns the daemon's control socket: how the tpm-u2f
 // command line (and later the tray) asks the running daemon for its status
-// and tells it to lock, unlock or re-plug. The socket lives in
+// and tells it to lock, unlock or re-plug, and sets or changes the PIN
+// (which it receives only as CTAP's pinHash). The socket lives in
 // $XDG_RUNTIME_DIR, is mode 0600, and every connection's peer credentials
 // are checked: only the daemon's own user is served.
 //
@@ -9,10 +10,12 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -25,9 +28,25 @@ import (
 
 // Request is one command.
 type Request struct {
-	Command string `json:"command"` // status, lock, unlock, replug, credentials, delete, reset
+	Command string `json:"command"` // status, lock, unlock, replug, credentials, delete, reset, pin-status, pin-set, pin-change
 	// ID is the credential to delete (hex, or a unique hex prefix).
 	ID string `json:"id,omitempty"`
+	// PINHash is the current PIN's CTAP pinHash, LEFT(SHA-256(PIN), 16),
+	// for pin-change; NewPINHash the new PIN's, for pin-set and
+	// pin-change. The PIN itself never crosses the socket. A pinHash is
+	// still a secret: both are zeroed once used, and never logged nor put
+	// into a Response.
+	PINHash    []byte `json:"pin_hash,omitempty"`
+	NewPINHash []byte `json:"new_pin_hash,omitempty"`
+}
+
+// PINHashSize is the length of a CTAP pinHash.
+const PINHashSize = 16
+
+// Zero overwrites the PIN hashes the request carries.
+func (r *Request) Zero() {
+	clear(r.PINHash)
+	clear(r.NewPINHash)
 }
 
 // Credential describes a discoverable credential for `tpm-u2f
@@ -47,6 +66,10 @@ type Response struct {
 	Error       string       `json:"error,omitempty"`
 	Status      *Status      `json:"status,omitempty"`
 	Credentials []Credential `json:"credentials,omitempty"`
+	// PINSet and PINRetries answer pin-status; PINRetries also comes with
+	// a wrong PIN (pin-change), and is nil when not known.
+	PINSet     bool `json:"pin_set,omitempty"`
+	PINRetries *int `json:"pin_retries,omitempty"`
 }
 
 // Status is what `tpm-u2f status` shows.
@@ -61,7 +84,7 @@ type Status struct {
 	ReplayHealthy   bool      `json:"replay_store_healthy"`
 	ReplayUntil     time.Time `json:"replay_store_refusing_until,omitzero"`
 	ReplayEntries   int       `json:"replay_store_entries"`
-	PINRetries      *int      `json:"pin_retries,omitempty"` // nil until PIN support exists
+	PINRetries      *int      `json:"pin_retries,omitempty"` // nil when no PIN is set
 	TPMCommandStats string    `json:"tpm_commands"`
 }
 
@@ -76,6 +99,36 @@ type Handler interface {
 	// Reset wipes every credential. The command line asks the user to
 	// confirm before it sends this.
 	Reset() error
+	// PINStatus reports whether a PIN is set and the retries left.
+	PINStatus() (set bool, retries int, err error)
+	// SetPIN sets the first PIN (ErrPINSet when one exists). The hash is
+	// the caller's: the server zeroes it afterwards.
+	SetPIN(hash []byte) error
+	// ChangePIN checks old and replaces the PIN with new: ErrWrongPIN with
+	// the retries left, ErrPINBlocked, ErrPINNotSet.
+	ChangePIN(old, new []byte) (retries int, err error)
+}
+
+// What a Handler's PIN methods return, and what PINError turns into the
+// text the user sees.
+var (
+	ErrWrongPIN   = errors.New("wrong PIN")
+	ErrPINBlocked = errors.New("PIN blocked: only a reset (tpm-u2f reset) helps")
+	ErrPINNotSet  = errors.New("no PIN is set (set one with tpm-u2f pin set)")
+	ErrPINSet     = errors.New("a PIN is already set (use tpm-u2f pin change)")
+)
+
+// PINError is the error the user sees for err from a PIN operation: a
+// wrong PIN says how many retries are left ("wrong PIN; 5 retries
+// left"). It is nil for nil.
+func PINError(err error, retries int) error {
+	if !errors.Is(err, ErrWrongPIN) || retries <= 0 {
+		return err
+	}
+	if retries == 1 {
+		return fmt.Errorf("%w; 1 retry left", ErrWrongPIN)
+	}
+	return fmt.Errorf("%w; %d retries left", ErrWrongPIN, retries)
 }
 
 // DefaultPath is $XDG_RUNTIME_DIR/tpm-u2f/control.sock.
@@ -143,7 +196,8 @@ func (s *Server) serve(c *net.UnixConn) {
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
 	uid, err := peerUID(c)
 	var req Request
-	derr := json.NewDecoder(&limited{c, 4096}).Decode(&req)
+	defer req.Zero()
+	derr := readRequest(c, &req)
 	if err != nil || uid != s.uid {
 		// Refused after reading the request, so that the client gets this
 		// answer rather than a broken pipe; nothing in it was acted on.
@@ -195,6 +249,37 @@ func (s *Server) handle(req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true}
+	case "pin-status":
+		set, retries, err := s.h.PINStatus()
+		if err != nil {
+			return Response{Error: PINError(err, retries).Error(), PINSet: set}
+		}
+		rsp := Response{OK: true, PINSet: set}
+		if set {
+			rsp.PINRetries = &retries
+		}
+		return rsp
+	case "pin-set":
+		if len(req.NewPINHash) != PINHashSize {
+			return Response{Error: "malformed request: the new PIN hash must be 16 bytes"}
+		}
+		if err := s.h.SetPIN(req.NewPINHash); err != nil {
+			return Response{Error: err.Error(), PINSet: errors.Is(err, ErrPINSet)}
+		}
+		return Response{OK: true, PINSet: true}
+	case "pin-change":
+		if len(req.PINHash) != PINHashSize || len(req.NewPINHash) != PINHashSize {
+			return Response{Error: "malformed request: the PIN hashes must be 16 bytes"}
+		}
+		retries, err := s.h.ChangePIN(req.PINHash, req.NewPINHash)
+		if err != nil {
+			rsp := Response{Error: PINError(err, retries).Error(), PINSet: true}
+			if errors.Is(err, ErrWrongPIN) {
+				rsp.PINRetries = &retries
+			}
+			return rsp
+		}
+		return Response{OK: true, PINSet: true}
 	}
 	s.log.Info("control: unknown command", "command", req.Command)
 	return Response{Error: fmt.Sprintf("unknown command %q", req.Command)}
@@ -218,22 +303,38 @@ func peerUID(c *net.UnixConn) (int, error) {
 	return int(cred.Uid), nil
 }
 
-// limited caps what a request may make us read.
-type limited struct {
-	c *net.UnixConn
-	n int
-}
+// maxRequest caps what a request may make us read.
+const maxRequest = 4096
 
-func (l *limited) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, errors.New("request too large")
+// readRequest reads one JSON request into a buffer of ours, which it
+// zeroes afterwards (a request may carry PIN hashes; a json.Decoder would
+// keep them in a buffer nobody clears). A request ends at a newline, as
+// json.Encoder writes it, or as soon as it is a complete JSON value.
+func readRequest(c net.Conn, req *Request) error {
+	var buf [maxRequest]byte
+	defer clear(buf[:])
+	n := 0
+	for {
+		m, err := c.Read(buf[n:])
+		n += m
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			n = i
+			break
+		}
+		if json.Valid(buf[:n]) {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return err
+		}
+		if n == len(buf) {
+			return errors.New("request too large")
+		}
 	}
-	if len(p) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.c.Read(p)
-	l.n -= n
-	return n, err
+	return json.Unmarshal(buf[:n], req)
 }
 
 // ErrNoDaemon means nothing listens on the control socket.
@@ -247,7 +348,15 @@ func Call(path string, req Request) (Response, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
+	msg, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, err
+	}
+	line := append(msg, '\n')
+	_, err = c.Write(line)
+	clear(msg) // they may carry PIN hashes
+	clear(line)
+	if err != nil {
 		return Response{}, err
 	}
 	var rsp Response

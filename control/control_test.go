@@ -1,7 +1,9 @@
 package control
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,12 +15,17 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 type fake struct {
 	mu     sync.Mutex
 	locked bool
 	replug int
+	// The PIN: a hash and the retries left, like the TPM keeps them.
+	pin     []byte
+	retries int
+	seen    [][]byte // every hash the handler was given, to check zeroing
 }
 
 func (f *fake) Status() Status {
@@ -39,6 +46,46 @@ func (f *fake) DeleteCredential(id string) error {
 	return nil
 }
 func (f *fake) Reset() error { return nil }
+
+func (f *fake) PINStatus() (bool, int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pin != nil && f.retries == 0 {
+		return true, 0, ErrPINBlocked
+	}
+	return f.pin != nil, f.retries, nil
+}
+
+func (f *fake) SetPIN(h []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = append(f.seen, h)
+	if f.pin != nil {
+		return ErrPINSet
+	}
+	f.pin, f.retries = bytes.Clone(h), 8
+	return nil
+}
+
+func (f *fake) ChangePIN(old, new []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = append(f.seen, old, new)
+	switch {
+	case f.pin == nil:
+		return 0, ErrPINNotSet
+	case f.retries == 0:
+		return 0, ErrPINBlocked
+	case !bytes.Equal(old, f.pin):
+		f.retries--
+		if f.retries == 0 {
+			return 0, ErrPINBlocked
+		}
+		return f.retries, ErrWrongPIN
+	}
+	f.pin, f.retries = bytes.Clone(new), 8
+	return 8, nil
+}
 
 func serve(t *testing.T, path string, h Handler) {
 	t.Helper()
@@ -94,6 +141,120 @@ func TestCommands(t *testing.T) {
 	c.Close()
 	if r.OK || r.Error == "" {
 		t.Fatalf("malformed request answered %+v", r)
+	}
+}
+
+func hash(b byte) []byte { return bytes.Repeat([]byte{b}, PINHashSize) }
+
+func TestPIN(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	f := &fake{}
+	serve(t, path, f)
+	rsp, err := Call(path, Request{Command: "pin-status"})
+	if err != nil || rsp.PINSet || rsp.PINRetries != nil {
+		t.Fatalf("pin-status with no PIN: %+v %v", rsp, err)
+	}
+	if _, err := Call(path, Request{Command: "pin-change", PINHash: hash(1), NewPINHash: hash(2)}); err == nil || err.Error() != ErrPINNotSet.Error() {
+		t.Fatalf("pin-change with no PIN: %v", err)
+	}
+	if _, err := Call(path, Request{Command: "pin-set", NewPINHash: []byte("short")}); err == nil || !strings.Contains(err.Error(), "16 bytes") {
+		t.Fatalf("pin-set with a malformed hash: %v", err)
+	}
+	if _, err := Call(path, Request{Command: "pin-set", NewPINHash: hash(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Call(path, Request{Command: "pin-set", NewPINHash: hash(2)}); err == nil || !strings.Contains(err.Error(), "pin change") {
+		t.Fatalf("pin-set over a PIN: %v", err)
+	}
+	rsp, err = Call(path, Request{Command: "pin-status"})
+	if err != nil || !rsp.PINSet || rsp.PINRetries == nil || *rsp.PINRetries != 8 {
+		t.Fatalf("pin-status: %+v %v", rsp, err)
+	}
+	rsp, err = Call(path, Request{Command: "pin-change", PINHash: hash(9), NewPINHash: hash(2)})
+	if err == nil || err.Error() != "wrong PIN; 7 retries left" || rsp.PINRetries == nil || *rsp.PINRetries != 7 {
+		t.Fatalf("wrong PIN: %+v %v", rsp, err)
+	}
+	if _, err := Call(path, Request{Command: "pin-change", PINHash: hash(1), NewPINHash: hash(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if rsp, _ := Call(path, Request{Command: "pin-status"}); *rsp.PINRetries != 8 {
+		t.Fatalf("retries after a change: %d", *rsp.PINRetries)
+	}
+	for left := 7; left >= 1; left-- {
+		want := fmt.Sprintf("wrong PIN; %d retries left", left)
+		if left == 1 {
+			want = "wrong PIN; 1 retry left"
+		}
+		if _, err := Call(path, Request{Command: "pin-change", PINHash: hash(9), NewPINHash: hash(3)}); err == nil || err.Error() != want {
+			t.Fatalf("got %v, want %q", err, want)
+		}
+	}
+	if _, err := Call(path, Request{Command: "pin-change", PINHash: hash(9), NewPINHash: hash(3)}); err == nil || err.Error() != "PIN blocked: only a reset (tpm-u2f reset) helps" {
+		t.Fatalf("blocked: %v", err)
+	}
+	if _, err := Call(path, Request{Command: "pin-status"}); err == nil || !strings.Contains(err.Error(), "PIN blocked") {
+		t.Fatalf("pin-status when blocked: %v", err)
+	}
+	// Every hash the handler saw is zeroed once the request is done (the
+	// response may reach us just before).
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		f.mu.Lock()
+		dirty := 0
+		for _, h := range f.seen {
+			if !bytes.Equal(h, make([]byte, len(h))) {
+				dirty++
+			}
+		}
+		f.mu.Unlock()
+		if dirty == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d PIN hashes were not zeroed after their request", dirty)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPINHashNeverInResponse: whatever happens, the raw answer on the
+// socket carries no PIN hash, in any encoding.
+func TestPINHashNeverInResponse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	serve(t, path, &fake{})
+	secret, other := hash(0xA5), hash(0x5A)
+	b64 := base64.StdEncoding.EncodeToString
+	for _, req := range []string{
+		`{"command":"pin-set","new_pin_hash":"` + b64(secret) + `"}` + "\n",
+		`{"command":"pin-set","new_pin_hash":"` + b64(other) + `"}` + "\n", // ErrPINSet
+		`{"command":"pin-change","pin_hash":"` + b64(other) + `","new_pin_hash":"` + b64(secret) + `"}` + "\n",
+		`{"command":"pin-change","pin_hash":"` + b64(other[:5]) + `","new_pin_hash":"` + b64(secret) + `"}` + "\n",
+		`{"command":"pin-change","pin_hash":"` + b64(secret) + `","new_pin_hash":"` + b64(other) + `"}` + "\n",
+		`{"command":"pin-status"}`, // no newline after it: answered all the same
+	} {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(req))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var raw bytes.Buffer
+		raw.ReadFrom(c)
+		c.Close()
+		var rsp Response
+		if err := json.Unmarshal(raw.Bytes(), &rsp); err != nil {
+			t.Fatalf("answer to %s: %v: %q", req, err, raw.String())
+		}
+		if rsp.Error == "" && !rsp.OK {
+			t.Fatalf("empty answer: %q", raw.String())
+		}
+		for _, h := range [][]byte{secret, other} {
+			for _, enc := range []string{string(h), fmt.Sprintf("%x", h), fmt.Sprintf("%X", h), b64(h), b64(h)[:8], fmt.Sprint(h)} {
+				if strings.Contains(raw.String(), enc) {
+					t.Fatalf("answer to %s contains a PIN hash (%q): %s", req, enc, raw.String())
+				}
+			}
+		}
 	}
 }
 

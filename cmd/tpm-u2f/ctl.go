@@ -57,9 +57,9 @@ func printStatus(w io.Writer, s *control.Status) {
 	if !s.ReplayHealthy {
 		replay = "FAILING CLOSED: no signatures until " + s.ReplayUntil.Local().Format(time.DateTime)
 	}
-	pin := "not supported yet"
+	pin := "not set"
 	if s.PINRetries != nil {
-		pin = fmt.Sprintf("%d retries left", *s.PINRetries)
+		pin = describePIN(true, *s.PINRetries)
 	}
 	fmt.Fprintf(w, "tpm-u2f %s\n", s.Version)
 	fmt.Fprintf(w, "  TPM:          %s\n", s.TPM)

@@ -48,8 +48,18 @@ func (d *daemon) Status() control.Status {
 		ReplayHealthy:   rs.Healthy,
 		ReplayUntil:     rs.FailClosedUntil,
 		ReplayEntries:   rs.Entries,
+		PINRetries:      d.pinRetries(),
 		TPMCommandStats: d.meter.Snapshot().String(),
 	}
+}
+
+// pinRetries is nil when no PIN is set (or its state cannot be read).
+func (d *daemon) pinRetries() *int {
+	st, err := d.engine.PINStatus()
+	if err != nil || !st.Set {
+		return nil
+	}
+	return &st.Retries
 }
 
 func (d *daemon) Lock() { d.auth.Lock() }
@@ -134,6 +144,66 @@ func (d *daemon) Reset() error {
 	d.auth.PowerCycle()
 	d.log.Warn("the key was reset from the command line: every credential is gone")
 	return nil
+}
+
+// PINStatus reads the PIN's state from the TPM; no confirmation, it
+// reveals only whether a PIN is set and the retries left.
+func (d *daemon) PINStatus() (bool, int, error) {
+	st, err := d.engine.PINStatus()
+	return st.Set, st.Retries, controlPINError(err)
+}
+
+// SetPIN from the command line sets the first PIN, after an Allow on the
+// desktop: any process of the user can reach the socket, and a PIN it
+// chose would lock the user out of CTAP2 sign-ins that ask for one.
+func (d *daemon) SetPIN(h []byte) error {
+	st, err := d.engine.PINStatus()
+	if err != nil {
+		return controlPINError(err)
+	}
+	if st.Set {
+		return control.ErrPINSet // refused before asking anyone
+	}
+	if err := d.confirm("set the key's PIN (from the command line)"); err != nil {
+		return err
+	}
+	if err := d.engine.SetPIN(h); err != nil {
+		return controlPINError(err)
+	}
+	d.log.Info("PIN set from the command line")
+	return nil
+}
+
+// ChangePIN from the command line, after an Allow on the desktop (asked
+// before the old PIN is tried, so that no process can spend the user's
+// retries, nor guess, without the user seeing it).
+//
+// A pinUvAuthToken a platform obtained with the old PIN stays valid for
+// the rest of its lifetime (at most 10 minutes; 30 s if unused): the
+// token package exports nothing that ends it short of PowerCycle, which
+// would also open the 10 s authenticatorReset window.
+func (d *daemon) ChangePIN(old, new []byte) (int, error) {
+	st, err := d.engine.PINStatus()
+	switch {
+	case err != nil:
+		return 0, controlPINError(err)
+	case !st.Set:
+		return 0, control.ErrPINNotSet
+	case st.Retries == 0:
+		return 0, control.ErrPINBlocked
+	}
+	if err := d.confirm("change the key's PIN (from the command line)"); err != nil {
+		return st.Retries, err
+	}
+	retries, err := d.engine.ChangePIN(old, new)
+	if err != nil {
+		if errors.Is(err, tpm.ErrWrongPIN) {
+			d.log.Warn("wrong PIN given to change it from the command line", "retries", retries)
+		}
+		return retries, controlPINError(err)
+	}
+	d.log.Info("PIN changed from the command line")
+	return retries, nil
 }
 
 // The tray's view of the daemon.

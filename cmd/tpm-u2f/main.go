@@ -29,6 +29,9 @@ commands:
   credentials list | delete ID
             the discoverable credentials (passkeys) on the key
   reset     delete every credential on the key (asks to confirm)
+  pin status | set | change
+            the key's PIN: retries left, set the first one, change it (through
+            the daemon, or the TPM directly when none runs; --stdin for scripts)
   install   install the systemd user unit (--system: udev rules, uhid at boot, the tpm-u2f group)
   demo      register and sign in against a WebAuthn relying party, on the embedded TPM simulator
   version   print the version
@@ -61,6 +64,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = credentialsCommand(ctx, args[1:], stdout, stderr)
 	case "reset":
 		err = resetCommand(ctx, args[1:], stdout, stderr)
+	case "pin":
+		err = pinCommand(ctx, args[1:], stdout, stderr)
 	case "install":
 		err = installCommand(ctx, args[1:], stdout, stderr)
 	case "demo":
