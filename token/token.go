@@ -170,6 +170,14 @@ func (a *Authenticator) PowerCycle() {
 	a.powerUp.Store(a.cfg.Now().UnixNano())
 }
 
+// ResetPINToken ends the pinUvAuthToken, as changePIN over CTAP does:
+// for a PIN changed another way (the command line).
+func (a *Authenticator) ResetPINToken() {
+	a.pin.mu.Lock()
+	defer a.pin.mu.Unlock()
+	a.pin.resetToken()
+}
+
 // Close stops pending prompts.
 func (a *Authenticator) Close() {
 	a.cancel()

@@ -177,11 +177,7 @@ func (d *daemon) SetPIN(h []byte) error {
 // ChangePIN from the command line, after an Allow on the desktop (asked
 // before the old PIN is tried, so that no process can spend the user's
 // retries, nor guess, without the user seeing it).
-//
-// A pinUvAuthToken a platform obtained with the old PIN stays valid for
-// the rest of its lifetime (at most 10 minutes; 30 s if unused): the
-// token package exports nothing that ends it short of PowerCycle, which
-// would also open the 10 s authenticatorReset window.
+// A pinUvAuthToken a platform obtained with the old PIN ends with it.
 func (d *daemon) ChangePIN(old, new []byte) (int, error) {
 	st, err := d.engine.PINStatus()
 	switch {
@@ -202,6 +198,7 @@ func (d *daemon) ChangePIN(old, new []byte) (int, error) {
 		}
 		return retries, controlPINError(err)
 	}
+	d.auth.ResetPINToken()
 	d.log.Info("PIN changed from the command line")
 	return retries, nil
 }
