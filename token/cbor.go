@@ -120,6 +120,9 @@ func (a *Authenticator) info() ctap2.Info {
 	}
 	if a.cfg.Resident != nil {
 		info.Extensions = []string{"credProtect"}
+		if a.cfg.Secrets != nil {
+			info.Extensions = append(info.Extensions, "hmac-secret")
+		}
 		n := uint64(a.cfg.Resident.Remaining())
 		info.RemainingDiscoverable = &n
 	}
@@ -237,6 +240,10 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
+	hmacSecret, err := hmacSecretRequested(req.Extensions)
+	if err != nil {
+		return nil, err
+	}
 	if !ctap2.Option(req.Options, "up", true) || ctap2.Option(req.Options, "uv", false) && !uv {
 		return nil, ctap2.ErrInvalidOption
 	}
@@ -271,10 +278,17 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if uv {
 		flags |= ctap2.FlagUV
 	}
-	var extOut []byte
+	exts := map[string]any{}
 	if credProtect != 0 {
+		exts["credProtect"] = credProtect
+	}
+	if hmacSecret && a.cfg.Secrets != nil {
+		exts["hmac-secret"] = true
+	}
+	var extOut []byte
+	if len(exts) > 0 {
 		flags |= ctap2.FlagED
-		if extOut, err = ctap2.Marshal(map[string]any{"credProtect": credProtect}); err != nil {
+		if extOut, err = ctap2.Marshal(exts); err != nil {
 			return nil, err
 		}
 	}
@@ -352,11 +366,16 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	}
 	up := ctap2.Option(req.Options, "up", true)
 	rpHash := sha256.Sum256([]byte(req.RPID))
+	hs, err := a.parseHMACSecret(req.Extensions)
+	if err != nil {
+		return nil, err
+	}
 	creds, err := a.applicableCredentials(req, rpHash, uv)
 	if err != nil {
 		return nil, err
 	}
 	if len(creds) == 0 {
+		hs.zero()
 		return nil, ctap2.ErrNoCredentials
 	}
 	first := creds[0]
@@ -382,7 +401,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		}
 		flags |= ctap2.FlagUP
 	}
-	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1)
+	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1, hs)
+	if err != nil || len(creds) == 1 {
+		hs.zero()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +412,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		rsp.NumberOfCredentials = uint64(len(creds))
 		a.nextMu.Lock()
 		a.next = &nextAssertions{rpHash: rpHash, rpID: req.RPID, cdh: req.ClientDataHash, flags: flags,
-			creds: creds[1:], deadline: time.Now().Add(30 * time.Second)}
+			creds: creds[1:], deadline: time.Now().Add(30 * time.Second), hmacSecret: hs}
 		a.nextMu.Unlock()
 	}
 	return ctap2.Marshal(rsp)
@@ -465,12 +487,23 @@ func assertionKey(rpHash [32]byte, cdh, id []byte, up bool) [32]byte {
 // when the user was present.
 // With names set (user verified, several accounts), the user entity
 // carries the names too, since the token has no display to choose on.
-func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential, names bool) (*ctap2.GetAssertionResponse, error) {
+func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential, names bool, hs *hmacSecretInput) (*ctap2.GetAssertionResponse, error) {
+	var extOut []byte
+	if hs != nil {
+		out, err := a.hmacSecretOutput(hs, c.ID, flags&ctap2.FlagUV != 0)
+		if err != nil {
+			return nil, err
+		}
+		if extOut, err = ctap2.Marshal(map[string]any{"hmac-secret": out}); err != nil {
+			return nil, err
+		}
+		flags |= ctap2.FlagED
+	}
 	counter, err := a.keys.NextCounter()
 	if err != nil {
 		return nil, err
 	}
-	authData := authenticatorData(rpHash, flags, counter)
+	authData := append(authenticatorData(rpHash, flags, counter), extOut...)
 	d := sha256.Sum256(append(append([]byte(nil), authData...), cdh...))
 	var sig []byte
 	err = a.keys.UseCredential(c.ID, rpHash, func(k crypto.Signer) (err error) {
@@ -506,16 +539,20 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 // nextAssertions is what authenticatorGetNextAssertion still has to
 // return: valid for 30 s, and only until another command arrives.
 type nextAssertions struct {
-	rpHash   [32]byte
-	rpID     string
-	cdh      []byte
-	flags    byte
-	creds    []credstore.Credential
-	deadline time.Time
+	rpHash     [32]byte
+	rpID       string
+	cdh        []byte
+	flags      byte
+	creds      []credstore.Credential
+	deadline   time.Time
+	hmacSecret *hmacSecretInput
 }
 
 func (a *Authenticator) clearNext() {
 	a.nextMu.Lock()
+	if a.next != nil {
+		a.next.hmacSecret.zero()
+	}
 	a.next = nil
 	a.nextMu.Unlock()
 }
@@ -525,6 +562,9 @@ func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	a.nextMu.Lock()
 	n := a.next
 	if n == nil || time.Now().After(n.deadline) || len(n.creds) == 0 {
+		if n != nil {
+			n.hmacSecret.zero()
+		}
 		a.next = nil
 		a.nextMu.Unlock()
 		return nil, ctap2.ErrNotAllowed
@@ -532,7 +572,7 @@ func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	c := n.creds[0]
 	n.creds = n.creds[1:]
 	a.nextMu.Unlock()
-	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0)
+	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0, n.hmacSecret)
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,10 @@ package token_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -27,7 +29,7 @@ func pinToken(t *testing.T) (*token.Authenticator, *credstore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}, Resident: store, PIN: token.TPMPIN{Engine: e}, Logger: testLogger(t)})
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}, Resident: store, PIN: token.TPMPIN{Engine: e}, Secrets: token.TPMKeys{Engine: e}, Logger: testLogger(t)})
 	t.Cleanup(a.Close)
 	return a, store
 }
@@ -416,4 +418,98 @@ type tLogWriter struct{ t *testing.T }
 func (w tLogWriter) Write(b []byte) (int, error) {
 	w.t.Log(string(bytes.TrimSpace(b)))
 	return len(b), nil
+}
+
+// hmacSecretAssert runs getAssertion with the hmac-secret extension and
+// returns the decrypted output.
+func (p *platform) hmacSecretAssert(rp string, cred []byte, salts []byte, withPIN bool) (ctap2.Status, []byte, byte) {
+	p.t.Helper()
+	p.agree()
+	saltEnc := p.encrypt(salts)
+	cdh := sha256.Sum256(append([]byte("hmac"), salts...))
+	params := map[int]any{1: rp, 2: cdh[:], 3: []map[string]any{{"type": "public-key", "id": cred}},
+		4: map[string]any{"hmac-secret": map[int]any{1: p.key, 2: saltEnc, 3: p.proto.Authenticate(p.shared, saltEnc), 4: p.proto.Version()}}}
+	shared := p.shared
+	if withPIN {
+		params[6] = p.proto.Authenticate(p.token, cdh[:])
+		params[7] = p.proto.Version()
+	}
+	st, body := call(p.t, p.a, ctap2.CmdGetAssertion, params)
+	if st != ctap2.OK {
+		return st, nil, 0
+	}
+	var rsp ctap2.GetAssertionResponse
+	if err := cbor.Unmarshal(body, &rsp); err != nil {
+		p.t.Fatal(err)
+	}
+	var ext struct {
+		HMACSecret []byte `cbor:"hmac-secret"`
+	}
+	if rsp.AuthData[32]&ctap2.FlagED == 0 || cbor.Unmarshal(rsp.AuthData[37:], &ext) != nil {
+		p.t.Fatalf("no extension output (flags %#x)", rsp.AuthData[32])
+	}
+	out, err := p.proto.Decrypt(shared, ext.HMACSecret)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return st, out, rsp.AuthData[32]
+}
+
+func TestHMACSecret(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		t.Run(fmt.Sprint("protocol ", v), func(t *testing.T) { testHMACSecret(t, v) })
+	}
+}
+
+func testHMACSecret(t *testing.T, v int) {
+	a, _ := pinToken(t)
+	p := newPlatform(t, a, v)
+	if !slices.Contains(info(t, a).Extensions, "hmac-secret") {
+		t.Fatal("getInfo does not list hmac-secret")
+	}
+	st, body := call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{6: map[string]any{"hmac-secret": true}}))
+	var mc ctap2.MakeCredentialResponse
+	if st != ctap2.OK || cbor.Unmarshal(body, &mc) != nil {
+		t.Fatalf("makeCredential with hmac-secret: %v", st)
+	}
+	if !bytes.Contains(mc.AuthData, append([]byte{0xa1, 0x6b}, "hmac-secret\xf5"...)) {
+		t.Fatalf("makeCredential: no hmac-secret: true in the extensions")
+	}
+	n := int(mc.AuthData[53])<<8 | int(mc.AuthData[54])
+	cred := mc.AuthData[55 : 55+n]
+	salt1, salt2 := bytes.Repeat([]byte{0xa5}, 32), bytes.Repeat([]byte{0x96}, 32)
+	_, one, _ := p.hmacSecretAssert("example.org", cred, salt1, false)
+	_, again, _ := p.hmacSecretAssert("example.org", cred, salt1, false)
+	_, two, _ := p.hmacSecretAssert("example.org", cred, append(bytes.Clone(salt1), salt2...), false)
+	if len(one) != 32 || !bytes.Equal(one, again) || len(two) != 64 || !bytes.Equal(two[:32], one) || bytes.Equal(two[32:], one) {
+		t.Fatalf("protocol %d: outputs %x %x %x", v, one, again, two)
+	}
+	// With user verification, another CredRandom (section 12.5).
+	p.setPIN(padded("1234"))
+	p.getToken("1234", ctap2.PermGetAssertion, "example.org")
+	tok := p.token
+	p.agree()
+	p.token = tok
+	st, withUV, flags := p.hmacSecretAssert("example.org", cred, salt1, true)
+	if st != ctap2.OK || flags&ctap2.FlagUV == 0 || bytes.Equal(withUV, one) {
+		t.Fatalf("protocol %d with UV: %v flags %#x", v, st, flags)
+	}
+	// A saltAuth that does not verify; salts of the wrong size.
+	p.agree()
+	saltEnc := p.encrypt(salt1)
+	cdh := sha256.Sum256([]byte("bad"))
+	bad := map[int]any{1: "example.org", 2: cdh[:], 3: []map[string]any{{"type": "public-key", "id": cred}},
+		4: map[string]any{"hmac-secret": map[int]any{1: p.key, 2: saltEnc, 3: p.proto.Authenticate(bytes.Repeat([]byte{1}, len(p.shared)), saltEnc), 4: v}}}
+	if st, _ := call(t, a, ctap2.CmdGetAssertion, bad); st != ctap2.ErrPINAuthInvalid {
+		t.Fatalf("bad saltAuth: %v", st)
+	}
+	short := p.encrypt(bytes.Repeat([]byte{1}, 16))
+	bad[4] = map[string]any{"hmac-secret": map[int]any{1: p.key, 2: short, 3: p.proto.Authenticate(p.shared, short), 4: v}}
+	if st, _ := call(t, a, ctap2.CmdGetAssertion, bad); st != ctap2.ErrInvalidLength {
+		t.Fatalf("16-byte salt: %v", st)
+	}
+	bad[4] = map[string]any{"hmac-secret": map[int]any{1: p.key, 2: short}}
+	if st, _ := call(t, a, ctap2.CmdGetAssertion, bad); st != ctap2.ErrMissingParameter {
+		t.Fatalf("no saltAuth: %v", st)
+	}
 }

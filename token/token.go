@@ -49,6 +49,8 @@ type Config struct {
 	// Resident stores discoverable credentials; nil means the token makes
 	// none (getInfo says rk: false).
 	Resident ResidentStore
+	// Secrets derives hmac-secret's CredRandom; nil means no hmac-secret.
+	Secrets SecretDeriver
 	// PIN keeps the clientPIN PIN; nil means the token offers no PIN
 	// (getInfo has no clientPin option).
 	PIN PINStore

@@ -26,6 +26,9 @@ func (t TPMKeys) UseCredential(id []byte, rp [32]byte, fn func(k crypto.Signer) 
 	return err
 }
 
+// CredRandom implements SecretDeriver.
+func (t TPMKeys) CredRandom(id []byte, uv bool) ([]byte, error) { return t.Engine.CredRandom(id, uv) }
+
 // NextCounter implements Keys.
 func (t TPMKeys) NextCounter() (uint32, error) { return t.Engine.NextCounter() }
 

@@ -90,6 +90,10 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 		e.closeLocked()
 		return nil, id, err
 	}
+	if err := e.provisionHMACKey(); err != nil {
+		e.closeLocked()
+		return nil, id, err
+	}
 	if err := e.pool.warm(); err != nil {
 		e.closeLocked()
 		return nil, id, &CommandError{"StartAuthSession", err}
@@ -234,7 +238,7 @@ func (e *Engine) withSession(name string, f func(tpm2.Session) error) error {
 			attempt < maxSessionRetries && time.Now().Before(deadline) {
 			e.log.Warn("tpm session lost; retrying on a fresh session", "command", name, "rc", ce.Err, "attempt", attempt+1)
 			if attempt > 0 {
-				time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+				time.Sleep(time.Duration(min(attempt, 8)) * 5 * time.Millisecond)
 			}
 			continue
 		}
@@ -243,8 +247,10 @@ func (e *Engine) withSession(name string, f func(tpm2.Session) error) error {
 }
 
 // maxSessionRetries bounds how often one command is re-run on a fresh
-// session when its session keeps disappearing.
-const maxSessionRetries = 8
+// session when its session keeps disappearing (the retry budget bounds
+// the time). 8 was too few against a neighbour flushing sessions every
+// millisecond on a loaded machine (TestNoisyNeighbour under -race).
+const maxSessionRetries = 32
 
 // flush releases a transient handle. Failure is logged, not returned: the
 // operation's result stands, and a handle we could not flush is reclaimed
@@ -343,6 +349,10 @@ func (e *Engine) Reset() (Identity, error) {
 		return old, err
 	}
 	e.pool.rebind(e.srk.Handle, e.srkPub)
+	e.id.HMACKey = nil
+	if err := e.provisionHMACKey(); err != nil {
+		return e.id, err
+	}
 	e.log.Warn("tpm: identity reset: every credential made before is gone")
 	return e.id, nil
 }

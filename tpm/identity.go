@@ -23,6 +23,9 @@ type Identity struct {
 	// made or removed (pinindex.go).
 	PINIndex   uint32
 	PINPending uint32
+	// HMACKey is the hmac-secret key, wrapped by the storage primary
+	// (hmacsecret.go); useless without this TPM and seed.
+	HMACKey []byte
 }
 
 // NewIdentity draws a fresh seed; the counter is provisioned by New.
@@ -51,6 +54,7 @@ type identityFile struct {
 	CounterBase  uint64 `json:"counter_base"`
 	PINIndex     uint32 `json:"pin_nv_index,omitempty"`
 	PINPending   uint32 `json:"pin_nv_index_pending,omitempty"`
+	HMACKey      string `json:"hmac_secret_key,omitempty"`
 }
 
 // LoadIdentity reads an identity written by SaveIdentity. A missing file
@@ -72,6 +76,11 @@ func LoadIdentity(path string) (Identity, error) {
 		return Identity{}, fmt.Errorf("tpm: %s: bad seed", path)
 	}
 	id := Identity{CounterIndex: f.CounterIndex, CounterBase: f.CounterBase, PINIndex: f.PINIndex, PINPending: f.PINPending}
+	if f.HMACKey != "" {
+		if id.HMACKey, err = hex.DecodeString(f.HMACKey); err != nil {
+			return Identity{}, fmt.Errorf("tpm: %s: bad hmac-secret key", path)
+		}
+	}
 	copy(id.Seed[:], seed)
 	return id, id.valid()
 }
@@ -81,7 +90,7 @@ func SaveIdentity(path string, id Identity) error {
 	b, err := json.MarshalIndent(identityFile{
 		Version: 1, Seed: hex.EncodeToString(id.Seed[:]),
 		CounterIndex: id.CounterIndex, CounterBase: id.CounterBase,
-		PINIndex: id.PINIndex, PINPending: id.PINPending,
+		PINIndex: id.PINIndex, PINPending: id.PINPending, HMACKey: hex.EncodeToString(id.HMACKey),
 	}, "", "  ")
 	if err != nil {
 		return err

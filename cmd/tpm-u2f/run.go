@@ -183,7 +183,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		}
 		return resetCredentials(f.state, backend, engine, creds)
 	}
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Logger: log,
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 

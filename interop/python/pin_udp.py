@@ -110,6 +110,24 @@ def main():
     except Exception as e:  # noqa: BLE001
         check("discoverable login verified by Fido2Server", False, repr(e))
 
+    # hmac-secret through python-fido2's client extension.
+    hs_user = {"id": b"hmac-user", "name": "hana"}
+    opts, state = server.register_begin(hs_user, user_verification="required")
+    opts = dict(opts["publicKey"])
+    opts["extensions"] = {"hmacCreateSecret": True}
+    result = client.make_credential(opts, pin="ünïcødé")
+    check("hmac-secret created", result.extension_results.get("hmacCreateSecret") is True, str(result.extension_results))
+    hs_cred = server.register_complete(state, result.client_data, result.attestation_object).credential_data
+    outputs = []
+    for salt in (b"\x01" * 32, b"\x01" * 32, b"\x02" * 32):
+        opts, state = server.authenticate_begin([hs_cred], user_verification="required")
+        opts = dict(opts["publicKey"])
+        opts["extensions"] = {"hmacGetSecret": {"salt1": salt}}
+        resp = client.get_assertion(opts, pin="ünïcødé").get_response(0)
+        outputs.append(resp.extension_results["hmacGetSecret"]["output1"])
+    check("hmac-secret: same salt, same secret; another salt, another",
+          outputs[0] == outputs[1] and outputs[0] != outputs[2] and len(outputs[0]) == 32)
+
     # Credential management.
     ctap = Ctap2(device())
     for proto in (PinProtocolV2(), PinProtocolV1()):
@@ -117,7 +135,7 @@ def main():
         cm = CredentialManagement(ctap, proto, token)
         meta = cm.get_metadata()
         check("credMgmt metadata: 3 credentials (protocol %d)" % proto.VERSION,
-              meta[CredentialManagement.RESULT.EXISTING_CRED_COUNT] == 3, str(meta))
+              meta[CredentialManagement.RESULT.EXISTING_CRED_COUNT] == 3, str(meta))  # hana's is not discoverable
         rps = cm.enumerate_rps()
         check("credMgmt enumerateRPs: one RP", [r[CredentialManagement.RESULT.RP]["id"] for r in rps] == ["example.com"], str(rps))
     rp_hash = hashlib.sha256(b"example.com").digest()

@@ -1,0 +1,132 @@
+package tpm
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// CredRandom for the hmac-secret extension (CTAP 2.1 section 12.5).
+//
+// A hardware key draws two random values per credential and keeps them
+// inside itself. We keep nothing per credential: each CredRandom is
+// TPM2_HMAC under one keyed-hash key of this installation, over a label,
+// the uv flag and the credential ID's hash. The key is made in the TPM,
+// lives on disk only wrapped by the storage primary (identity.json), and
+// never leaves the TPM in the clear; a credential ID alone, or the whole
+// state directory without the TPM, yields no CredRandom. A reset (new
+// seed, new primary) makes the old wrapped key unloadable, so every
+// CredRandom changes with the credentials.
+
+var hmacKeyTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgKeyedHash,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM:            true,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        true,
+		NoDA:                true,
+		SignEncrypt:         true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
+		Scheme: tpm2.TPMTKeyedHashScheme{
+			Scheme:  tpm2.TPMAlgHMAC,
+			Details: tpm2.NewTPMUSchemeKeyedHash(tpm2.TPMAlgHMAC, &tpm2.TPMSSchemeHMAC{HashAlg: tpm2.TPMAlgSHA256}),
+		},
+	}),
+}
+
+// provisionHMACKey creates the keyed-hash key on first use of an
+// identity (and after a reset). Called with e.mu held.
+func (e *Engine) provisionHMACKey() error {
+	if e.id.HMACKey != nil {
+		return nil
+	}
+	var rsp *tpm2.CreateResponse
+	if err := e.do("Create", func() (err error) {
+		rsp, err = tpm2.Create{
+			ParentHandle: tpm2.AuthHandle{Handle: e.srk.Handle, Name: e.srk.Name, Auth: tpm2.PasswordAuth(nil)},
+			InPublic:     tpm2.New2B(hmacKeyTemplate),
+		}.Execute(e.t)
+		return err
+	}); err != nil {
+		return err
+	}
+	pub := tpm2.Marshal(rsp.OutPublic)
+	priv := tpm2.Marshal(rsp.OutPrivate)
+	blob := binary.BigEndian.AppendUint16(nil, uint16(len(pub)))
+	blob = append(append(blob, pub...), priv...)
+	e.id.HMACKey = blob
+	e.log.Info("hmac-secret key created in the TPM")
+	return nil
+}
+
+// ErrNoHMACKey: the identity's hmac-secret key does not load (made under
+// another primary, or damaged).
+var ErrNoHMACKey = errors.New("tpm: the hmac-secret key does not load")
+
+// CredRandom returns the 32-byte CredRandom of a credential, with or
+// without user verification. The result crosses the bus encrypted (a
+// salted session with response encryption).
+func (e *Engine) CredRandom(credentialID []byte, uv bool) ([]byte, error) {
+	idHash := sha256.Sum256(credentialID)
+	msg := append([]byte("tpm-u2f CredRandom v1"), boolByte(uv))
+	msg = append(msg, idHash[:]...)
+	var out []byte
+	err := e.op(func() error {
+		blob := e.id.HMACKey
+		if len(blob) < 2 || len(blob) < 2+int(binary.BigEndian.Uint16(blob)) {
+			return ErrNoHMACKey
+		}
+		n := int(binary.BigEndian.Uint16(blob))
+		pub, err := unmarshalSafe[tpm2.TPM2BPublic](blob[2 : 2+n])
+		if err != nil {
+			return ErrNoHMACKey
+		}
+		priv, err := unmarshalSafe[tpm2.TPM2BPrivate](blob[2+n:])
+		if err != nil {
+			return ErrNoHMACKey
+		}
+		h, name, err := e.load(*pub, *priv)
+		if err != nil {
+			var ce *CommandError
+			if errors.As(err, &ce) && classify(ce.Err) == faultFatal {
+				return fmt.Errorf("%w: %w", ErrNoHMACKey, err)
+			}
+			return err
+		}
+		defer e.flush(h)
+		sess, closeSess, err := tpm2.HMACSession(e.t, tpm2.TPMAlgSHA256, 16,
+			tpm2.Salted(e.srk.Handle, e.srkPub), tpm2.AESEncryption(128, tpm2.EncryptInOut))
+		if err != nil {
+			return &CommandError{"StartAuthSession", err}
+		}
+		defer closeSess()
+		return e.do("HMAC", func() error {
+			rsp, err := tpm2.Hmac{
+				Handle:  tpm2.AuthHandle{Handle: h, Name: name, Auth: sess},
+				Buffer:  tpm2.TPM2BMaxBuffer{Buffer: msg},
+				HashAlg: tpm2.TPMAlgSHA256,
+			}.Execute(e.t)
+			if err == nil {
+				out = rsp.OutHMAC.Buffer
+			}
+			return err
+		})
+	})
+	if err == nil && len(out) != 32 {
+		return nil, fmt.Errorf("tpm: HMAC returned %d bytes", len(out))
+	}
+	return out, err
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
