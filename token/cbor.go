@@ -412,7 +412,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		rsp.NumberOfCredentials = uint64(len(creds))
 		a.nextMu.Lock()
 		a.next = &nextAssertions{rpHash: rpHash, rpID: req.RPID, cdh: req.ClientDataHash, flags: flags,
-			creds: creds[1:], deadline: time.Now().Add(30 * time.Second), hmacSecret: hs}
+			creds: creds[1:], deadline: a.cfg.Now().Add(nextAssertionWindow), hmacSecret: hs}
 		a.nextMu.Unlock()
 	}
 	return ctap2.Marshal(rsp)
@@ -536,6 +536,10 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 	return rsp, nil
 }
 
+// nextAssertionWindow is how long getNextAssertion may follow the
+// getAssertion it continues (CTAP 2.1 section 6.3: 30 seconds).
+const nextAssertionWindow = 30 * time.Second
+
 // nextAssertions is what authenticatorGetNextAssertion still has to
 // return: valid for 30 s, and only until another command arrives.
 type nextAssertions struct {
@@ -561,7 +565,7 @@ func (a *Authenticator) clearNext() {
 func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	a.nextMu.Lock()
 	n := a.next
-	if n == nil || time.Now().After(n.deadline) || len(n.creds) == 0 {
+	if n == nil || a.cfg.Now().After(n.deadline) || len(n.creds) == 0 {
 		if n != nil {
 			n.hmacSecret.zero()
 		}

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
@@ -511,5 +513,144 @@ func testHMACSecret(t *testing.T, v int) {
 	bad[4] = map[string]any{"hmac-secret": map[int]any{1: p.key, 2: short}}
 	if st, _ := call(t, a, ctap2.CmdGetAssertion, bad); st != ctap2.ErrMissingParameter {
 		t.Fatalf("no saltAuth: %v", st)
+	}
+}
+
+// TestHundredDiscoverableCredentials fills a 100-credential store with
+// maximum-size user entities (64-byte id, 64-byte names), 20 of them for
+// one RP, and lists those through getAssertion/getNextAssertion and
+// through credential management.
+func TestHundredDiscoverableCredentials(t *testing.T) {
+	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+	store, err := credstore.Open(filepath.Join(t.TempDir(), "credentials.db"), bytes.Repeat([]byte{1}, 32), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}, Resident: store, PIN: token.TPMPIN{Engine: e}})
+	defer a.Close()
+	long := func(c byte, i int) string { return fmt.Sprintf("%c%03d", c, i) + strings.Repeat(string(c), 60) }
+	for i := range 100 {
+		rp := "big.example"
+		if i >= 20 {
+			rp = fmt.Sprintf("rp%02d.example", i%40)
+		}
+		uid := bytes.Repeat([]byte{byte(i)}, 64)
+		params := makeCredParams(rp, map[int]any{
+			3: map[string]any{"id": uid, "name": long('n', i), "displayName": long('d', i)},
+			7: map[string]bool{"rk": true},
+		})
+		if st, _ := call(t, a, ctap2.CmdMakeCredential, params); st != ctap2.OK {
+			t.Fatalf("credential %d: %v", i, st)
+		}
+	}
+	if r := info(t, a).RemainingDiscoverable; r == nil || *r != 0 {
+		t.Fatalf("remainingDiscoverableCredentials %v, want 0", r)
+	}
+	full := makeCredParams("new.example", map[int]any{7: map[string]bool{"rk": true}})
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, full); st != ctap2.ErrKeyStoreFull {
+		t.Fatalf("101st credential: %v", st)
+	}
+	// The same RP and user id replaces instead of adding, even when full.
+	same := makeCredParams("big.example", map[int]any{3: map[string]any{"id": bytes.Repeat([]byte{0}, 64), "name": "renamed"}, 7: map[string]bool{"rk": true}})
+	if st, _ := call(t, a, ctap2.CmdMakeCredential, same); st != ctap2.OK {
+		t.Fatalf("replacing a credential in a full store: %v", st)
+	}
+	cdh := sha256.Sum256([]byte("list"))
+	st, body := call(t, a, ctap2.CmdGetAssertion, map[int]any{1: "big.example", 2: cdh[:]})
+	var first ctap2.GetAssertionResponse
+	if st != ctap2.OK || cbor.Unmarshal(body, &first) != nil || first.NumberOfCredentials != 20 {
+		t.Fatalf("discoverable getAssertion: %v, %d credentials", st, first.NumberOfCredentials)
+	}
+	users := map[string]bool{string(first.User.ID): true}
+	for range 19 {
+		st, body := call(t, a, ctap2.CmdGetNextAssertion, nil)
+		var next ctap2.GetAssertionResponse
+		if st != ctap2.OK || cbor.Unmarshal(body, &next) != nil || len(next.User.ID) != 64 {
+			t.Fatalf("getNextAssertion: %v", st)
+		}
+		users[string(next.User.ID)] = true
+	}
+	if len(users) != 20 {
+		t.Fatalf("%d distinct users, want 20", len(users))
+	}
+	if st, _ := call(t, a, ctap2.CmdGetNextAssertion, nil); st != ctap2.ErrNotAllowed {
+		t.Fatalf("21st getNextAssertion: %v", st)
+	}
+	p := newPlatform(t, a, 2)
+	p.setPIN(padded("1234"))
+	p.getToken("1234", ctap2.PermCredMgmt, "")
+	st2, meta := p.credMgmt(ctap2.CredMgmtGetMetadata, nil)
+	if st2 != ctap2.OK || *meta.ExistingCount != 100 || *meta.MaxRemaining != 0 {
+		t.Fatalf("metadata: %v %+v", st2, meta)
+	}
+	st2, rsp := p.credMgmt(ctap2.CredMgmtEnumerateCredsBegin, map[int]any{1: hashOf("big.example")})
+	if st2 != ctap2.OK || *rsp.TotalCredentials != 20 {
+		t.Fatalf("enumerateCredentialsBegin: %v", st2)
+	}
+	names := 0
+	for i := 0; i < 20; i++ {
+		if i > 0 {
+			if st2, rsp = p.credMgmt(ctap2.CredMgmtEnumerateCredsNext, nil); st2 != ctap2.OK {
+				t.Fatalf("enumerateCredentialsGetNextCredential %d: %v", i, st2)
+			}
+		}
+		if len(rsp.User.Name) == 64 && len(rsp.User.DisplayName) == 64 {
+			names++
+		}
+	}
+	if names != 19 { // one was renamed
+		t.Fatalf("%d of 20 credentials kept their 64-byte names", names)
+	}
+}
+
+// TestResetRemovesThePIN: authenticatorReset wipes the PIN with the
+// credentials (a new identity, the PIN index undefined).
+func TestResetRemovesThePIN(t *testing.T) {
+	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}, PIN: token.TPMPIN{Engine: e},
+		Reset: func() error { _, err := e.Reset(); return err }})
+	defer a.Close()
+	p := newPlatform(t, a, 2)
+	if st := p.setPIN(padded("1234")); st != ctap2.OK {
+		t.Fatal(st)
+	}
+	if st, _ := call(t, a, ctap2.CmdReset, nil); st != ctap2.OK {
+		t.Fatalf("reset: %v", st)
+	}
+	if info(t, a).Options["clientPin"] {
+		t.Fatal("clientPin still true after reset")
+	}
+	if st := p.getToken("1234", ctap2.PermGetAssertion, "example.org"); st != ctap2.ErrPINNotSet {
+		t.Fatalf("old PIN after reset: %v", st)
+	}
+}
+
+// TestGetNextAssertionWindow: 30 s after the getAssertion, the rest of
+// the list is gone (CTAP 2.1 section 6.3).
+func TestGetNextAssertionWindow(t *testing.T) {
+	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+	store, err := credstore.Open(filepath.Join(t.TempDir(), "credentials.db"), bytes.Repeat([]byte{1}, 32), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Unix(1_800_000_000, 0)
+	a := token.New(token.Config{Keys: token.TPMKeys{Engine: e}, Presence: presence.Always{}, Resident: store, Now: func() time.Time { return now }})
+	defer a.Close()
+	for i := range 3 {
+		call(t, a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{3: map[string]any{"id": []byte{byte(i)}}, 7: map[string]bool{"rk": true}}))
+	}
+	cdh := sha256.Sum256([]byte("w"))
+	if st, _ := call(t, a, ctap2.CmdGetAssertion, map[int]any{1: "example.org", 2: cdh[:]}); st != ctap2.OK {
+		t.Fatal(st)
+	}
+	now = now.Add(29 * time.Second)
+	if st, _ := call(t, a, ctap2.CmdGetNextAssertion, nil); st != ctap2.OK {
+		t.Fatalf("getNextAssertion after 29 s: %v", st)
+	}
+	now = now.Add(2 * time.Second)
+	if st, _ := call(t, a, ctap2.CmdGetNextAssertion, nil); st != ctap2.ErrNotAllowed {
+		t.Fatalf("getNextAssertion after 31 s: %v", st)
 	}
 }
