@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -148,5 +149,52 @@ func TestDestructiveCommandsNeedTheDesktop(t *testing.T) {
 	n.SetAnswer("allow")
 	if _, err := u2fhost.Authenticate(ctx, c, [32]byte{2}, app, reg.KeyHandle, 0x03); err != nil {
 		t.Fatalf("the credential did not survive a denied reset: %v", err)
+	}
+}
+
+// fakePinentry is a pinentry program (Assuan over stdin/stdout) that
+// answers GETPIN with the contents of pinFile: a stand-in for the
+// desktop's pinentry-gnome3, which needs a display.
+func fakePinentry(t *testing.T, pinFile string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pinentry")
+	script := "#!/bin/sh\necho 'OK Pleased to meet you'\nwhile read -r line; do\n  case \"$line\" in\n" +
+		"    GETPIN) echo \"D $(cat " + pinFile + ")\"; echo OK ;;\n" +
+		"    BYE) echo OK; exit 0 ;;\n    *) echo OK ;;\n  esac\ndone\n"
+	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestUnlockAsksForThePIN: with a PIN set, unlocking (tray or CLI) asks
+// through pinentry and the TPM checks the answer; three wrong answers cost
+// three retries and leave the key locked.
+func TestUnlockAsksForThePIN(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "control.sock")
+	pinFile := filepath.Join(dir, "pin")
+	os.WriteFile(pinFile, []byte("0000"), 0o600)
+	startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--control", sock, "--pinentry", fakePinentry(t, pinFile))
+	set := exec.Command(binary(t), "pin", "set", "--stdin", "--control", sock)
+	set.Stdin = strings.NewReader("1234\n")
+	if out, err := set.CombinedOutput(); err != nil {
+		t.Fatalf("pin set: %v\n%s", err, out)
+	}
+	cli(t, "lock", "--control", sock)
+	out, code := cli(t, "unlock", "--control", sock)
+	if code == 0 || !strings.Contains(out, "wrong PIN; 5 retries left") {
+		t.Fatalf("unlock with wrong PINs: exit %d\n%s", code, out)
+	}
+	if out, _ := cli(t, "status", "--control", sock); !strings.Contains(out, "locked (") {
+		t.Fatalf("unlocked by wrong PINs:\n%s", out)
+	}
+	os.WriteFile(pinFile, []byte("1234"), 0o600)
+	if out, code := cli(t, "unlock", "--control", sock); code != 0 {
+		t.Fatalf("unlock with the right PIN: exit %d\n%s", code, out)
+	}
+	out, _ = cli(t, "status", "--control", sock)
+	if strings.Contains(out, "locked (") || !strings.Contains(out, "8 retries") {
+		t.Fatalf("after unlocking:\n%s", out)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/pinentry"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -64,8 +65,54 @@ func (d *daemon) pinRetries() *int {
 
 func (d *daemon) Lock() { d.auth.Lock() }
 
-// Unlock needs no PIN yet: the PIN issue adds one where a PIN is set.
-func (d *daemon) Unlock() error { d.auth.Unlock(); return nil }
+// Unlock, from the tray or `tpm-u2f unlock`: where a PIN is set, the
+// desktop's pinentry asks for it (up to three times, saying how many
+// retries the TPM has left), and the TPM checks it like any PIN; a wrong
+// one costs a retry. Without a PIN, unlocking needs nothing, as locking
+// did not.
+func (d *daemon) Unlock() error {
+	if !d.auth.Locked() {
+		return nil
+	}
+	st, err := d.engine.PINStatus()
+	if err != nil {
+		return controlPINError(err)
+	}
+	if !st.Set {
+		d.auth.Unlock()
+		return nil
+	}
+	if st.Retries == 0 {
+		return control.ErrPINBlocked
+	}
+	prompt := pinentry.Prompt{Title: "tpm-u2f", Prompt: "PIN:",
+		Description: "Enter the security key's PIN to unlock it."}
+	for range 3 {
+		p, err := pinentry.Ask(context.Background(), d.f.pinentry, prompt)
+		if err != nil {
+			if errors.Is(err, pinentry.ErrCancelled) {
+				return errors.New("unlock cancelled")
+			}
+			return fmt.Errorf("a PIN is set, and %s could not ask for it: %w (install pinentry-gnome3 or pinentry-qt, or pass --pinentry)", d.f.pinentry, err)
+		}
+		h := sha256.Sum256(p)
+		clear(p)
+		retries, err := d.engine.CheckPIN(h[:16])
+		clear(h[:])
+		switch {
+		case err == nil:
+			d.auth.Unlock()
+			return nil
+		case errors.Is(err, tpm.ErrWrongPIN):
+			d.log.Warn("wrong PIN given to unlock", "retries", retries)
+			prompt.Error = fmt.Sprintf("Wrong PIN: %d retries left", retries)
+		default:
+			return controlPINError(err)
+		}
+	}
+	st, _ = d.engine.PINStatus()
+	return control.PINError(control.ErrWrongPIN, st.Retries)
+}
 
 func (d *daemon) Replug() error {
 	replug(d.replug, d.auth, d.log)
