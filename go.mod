@@ -25,3 +25,5 @@ require (
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/tools v0.36.0 // indirect
 )
+
+replace fyne.io/systray => ./third_party/systray
