@@ -288,10 +288,13 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 		return ctap2.ErrMissingParameter
 	}
 	set, retries, err := a.cfg.PIN.PINStatus()
-	if errors.Is(err, ErrPINBlocked) || set && retries == 0 {
+	switch {
+	case errors.Is(err, ErrPINBlocked):
 		return ctap2.ErrPINBlocked
-	} else if err != nil {
-		return err
+	case err != nil:
+		return err // the TPM failed: not the user's PIN
+	case set && retries == 0:
+		return ctap2.ErrPINBlocked
 	}
 	if !set {
 		return ctap2.ErrPINNotSet
@@ -327,10 +330,13 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 		return nil, ctap2.ErrMissingParameter
 	}
 	set, retries, err := a.cfg.PIN.PINStatus()
-	if errors.Is(err, ErrPINBlocked) || set && retries == 0 {
+	switch {
+	case errors.Is(err, ErrPINBlocked):
 		return nil, ctap2.ErrPINBlocked
-	} else if err != nil {
-		return nil, err
+	case err != nil:
+		return nil, err // the TPM failed: not the user's PIN
+	case set && retries == 0:
+		return nil, ctap2.ErrPINBlocked
 	}
 	if !set {
 		return nil, ctap2.ErrPINNotSet

@@ -87,3 +87,17 @@ func classify(err error) fault {
 	}
 	return faultFatal
 }
+
+// blobRejected reports whether a TPM2_Load failed because of the blob it
+// was given (a format-one error naming a parameter: INTEGRITY, SIZE,
+// BINDING, ...): the object is not ours. Anything else (TPM_RC_FAILURE, a
+// lost connection, a warning) is the TPM's trouble, and must never tell a
+// client its credential is unknown.
+func blobRejected(err error) bool {
+	var f1 tpm2.TPMFmt1Error
+	if classify(err) != faultFatal || !errors.As(err, &f1) {
+		return false
+	}
+	isParam, _ := f1.Parameter()
+	return isParam
+}

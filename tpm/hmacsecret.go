@@ -94,7 +94,7 @@ func (e *Engine) CredRandom(credentialID []byte, uv bool) ([]byte, error) {
 		h, name, err := e.load(*pub, *priv)
 		if err != nil {
 			var ce *CommandError
-			if errors.As(err, &ce) && classify(ce.Err) == faultFatal {
+			if errors.As(err, &ce) && blobRejected(ce.Err) {
 				return fmt.Errorf("%w: %w", ErrNoHMACKey, err)
 			}
 			return err

@@ -89,8 +89,7 @@ func (e *Engine) Unseal(blob []byte) ([]byte, error) {
 		h, name, err := e.load(*pub, *priv)
 		if err != nil {
 			var ce *CommandError
-			var rc tpm2.TPMRC
-			if errors.As(err, &ce) && errors.As(ce.Err, &rc) && classify(ce.Err) == faultFatal {
+			if errors.As(err, &ce) && blobRejected(ce.Err) {
 				return ErrSealedForeign
 			}
 			return err

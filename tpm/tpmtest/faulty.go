@@ -29,7 +29,8 @@ const (
 
 // Fault hits the Occurrence-th sending (1-based, counted from when the
 // fault is added) of Command, and the Repeat-1 sendings after it.
-// Occurrence 0 hits every sending.
+// Occurrence 0 hits every sending. Command AnyCommand counts every
+// command: Occurrence n is the n-th command sent, whatever it is.
 type Fault struct {
 	Command    tpm2.TPMCC
 	Occurrence int
@@ -40,6 +41,9 @@ type Fault struct {
 	hits int
 	base int // sendings of Command before the fault was added
 }
+
+// AnyCommand makes a Fault count every command (see Fault).
+const AnyCommand tpm2.TPMCC = 0
 
 // ErrInjectedClose is the transport error of InjectClosed.
 var ErrInjectedClose = errors.New("tpmtest: injected connection failure")
@@ -52,6 +56,8 @@ type Faulty struct {
 	mu     sync.Mutex
 	faults []*Fault
 	seen   map[tpm2.TPMCC]int
+	total  int
+	log    []tpm2.TPMCC
 }
 
 // NewFaulty wraps t.
@@ -67,6 +73,9 @@ func (f *Faulty) Add(fault Fault) {
 		fault.Repeat = 1
 	}
 	fault.base = f.seen[fault.Command]
+	if fault.Command == AnyCommand {
+		fault.base = f.total
+	}
 	f.faults = append(f.faults, &fault)
 }
 
@@ -75,6 +84,15 @@ func (f *Faulty) Clear() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.faults = nil
+}
+
+// Sent returns the commands sent since the last call, hit or not.
+func (f *Faulty) Sent() []tpm2.TPMCC {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.log
+	f.log = nil
+	return out
 }
 
 // Hits returns how many commands the faults hit.
@@ -96,10 +114,16 @@ func (f *Faulty) Send(cmd []byte) ([]byte, error) {
 	cc := tpm2.TPMCC(binary.BigEndian.Uint32(cmd[6:10]))
 	f.mu.Lock()
 	f.seen[cc]++
-	n := f.seen[cc]
+	f.total++
+	f.log = append(f.log, cc)
 	var hit *Fault
 	for _, x := range f.faults {
-		if x.Command != cc {
+		n := f.seen[cc]
+		switch x.Command {
+		case cc:
+		case AnyCommand:
+			n = f.total
+		default:
 			continue
 		}
 		if k := n - x.base; x.Occurrence == 0 || (k >= x.Occurrence && k < x.Occurrence+x.Repeat) {
