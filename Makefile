@@ -10,7 +10,7 @@ FUZZTIME  ?= 10s
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/...
 
-.PHONY: all build test demo bench fuzz lint deps clean e2e
+.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot
 
 all: build
 
@@ -42,6 +42,11 @@ fuzz:
 # /dev/tpmrm0 (swtpm), driven by libfido2's tools (scripts/e2e/run.sh).
 e2e:
 	scripts/e2e/run.sh
+
+# The tray icon in a real StatusNotifierItem host (xfce4-panel under
+# Xvfb): redraws docs/img/tray-*.png.
+tray-screenshot:
+	scripts/tray-screenshot.sh
 
 clean:
 	rm -rf bin build

@@ -239,7 +239,15 @@ func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence
 	switch mode {
 	case "always":
 		log.Warn("--presence=always: every request is approved without asking anyone; use this for tests only")
-		return presence.Always{Log: log}, nil, nil
+		// The tray and the screen-lock watch still want the session bus
+		// where there is one.
+		var conn *dbus.Conn
+		if os.Getenv("DBUS_SESSION_BUS_ADDRESS") != "" {
+			if c, err := dbus.ConnectSessionBus(); err == nil {
+				conn = c
+			}
+		}
+		return presence.Always{Log: log}, conn, nil
 	case "dbus":
 		conn, err := dbus.ConnectSessionBus()
 		if err != nil {
