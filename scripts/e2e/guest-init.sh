@@ -7,6 +7,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+# pseudo-terminals: the PIN tests answer libfido2's tty prompts through one.
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 ip link set lo up
 echo "E2E BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
 sh /tests.sh

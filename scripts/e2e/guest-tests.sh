@@ -1,7 +1,19 @@
 # Runs inside the e2e guest; prints one "E2E RESULT <test> PASS|FAIL <detail>"
 # line per test on the serial console. The host script reads them.
-result() { echo "E2E RESULT $1 $2 ${3:-}"; }
-check() { name=$1; shift; if "$@" >/tmp/$name.out 2>&1; then result "$name" PASS; else result "$name" FAIL "$(tail -3 /tmp/$name.out | tr "\n" " ")"; echo "--- $name output"; head -40 /tmp/$name.out; fi; }
+# Tests that fail on a known, reported tpm-u2f bug print XFAIL instead of FAIL
+# (and XPASS once they pass: then take them off this list, which makes any
+# later failure a FAIL again). run.sh counts both apart from PASS and FAIL.
+# - libfido2 <= 1.14 (Debian's fido2-token, and OpenSSH's ssh-keygen -K
+#   through it) sends every credentialManagement request as the CTAP 2.1
+#   prototype command 0x41 (authenticatorCredentialManagement preview); the
+#   key only answers 0x0A and refuses 0x41 with CTAP1_ERR_INVALID_COMMAND.
+KNOWN_BUGS="ctap21-credman-metadata ctap21-credman-list-rps ctap21-credman-list-rks ctap21-credman-delete ctap21-ssh-keygen-K ctap21-ssh-recovered-equal ctap21-ssh-login-recovered"
+result() {
+  st=$2
+  case " $KNOWN_BUGS " in *" $1 "*) case $st in FAIL) st=XFAIL ;; PASS) st=XPASS ;; esac ;; esac
+  echo "E2E RESULT $1 $st ${3:-}"
+}
+check() { name=$1; shift; if "$@" >/tmp/$name.out 2>&1; then result "$name" PASS; else result "$name" FAIL "$(tail -3 /tmp/$name.out | tr "\n" " ")"; echo "--- $name output"; head -40 /tmp/$name.out; [ -f /tmp/daemon.log ] && { echo "--- $name: daemon log (last 8 lines)"; tail -8 /tmp/daemon.log; }; fi; }
 
 for m in hid uhid hid-generic; do insmod /lib/modules/$m.ko || result "insmod-$m" FAIL; done
 [ -e /dev/uhid ] && result uhid-device PASS || result uhid-device FAIL "no /dev/uhid"
@@ -123,6 +135,67 @@ check ctap2-assert-discoverable sh -c 'fido2-assert -G -r -p -i /tmp/rka_param -
 check ctap2-ssh-keygen-resident ssh-keygen -t ecdsa-sk -O resident -O application=ssh:e2e -f /root/.ssh/id_rk -N '' -C tpm-u2f-resident
 cp /root/.ssh/id_rk.pub /root/.ssh/authorized_keys 2>/dev/null
 check ctap2-ssh-login-resident sh -c 'ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i /root/.ssh/id_rk -p 2222 root@127.0.0.1 echo SSH-LOGIN-OK | grep -q SSH-LOGIN-OK'
+
+# CTAP 2.1 with a PIN, through the real clients (issue "Real clients on a
+# real kernel"). From here on the key has a PIN: every test above assumes
+# none. Only the right PIN is ever sent (3 wrong ones block until re-plug).
+# libfido2's tools read the PIN from /dev/tty: pinpty (scripts/e2e/pinpty.py)
+# runs them on a pseudo-terminal and answers their "Enter ... PIN ...: "
+# prompts.
+export PIN=271828
+printf '#!/bin/sh\nexec python3 /e2e/pinpty.py "$PIN" "$@"\n' > /usr/bin/pinpty; chmod +x /usr/bin/pinpty
+check ctap21-info-no-pin sh -c 'fido2-token -I /dev/hidraw0 > /tmp/info_nopin; cat /tmp/info_nopin; grep "^version strings:" /tmp/info_nopin | grep -q "FIDO_2_1" && grep "^options:" /tmp/info_nopin | grep -Eq "(: |, )noclientPin(,|$)"'
+check ctap21-pin-set pinpty fido2-token -S /dev/hidraw0
+check ctap21-info-pin-set sh -c 'fido2-token -I /dev/hidraw0 > /tmp/info_pin; cat /tmp/info_pin; grep "^options:" /tmp/info_pin | grep -Eq "(: |, )clientPin(,|$)" && grep -qx "pin retries: 8" /tmp/info_pin'
+
+# A resident credential: makeCredential now needs the PIN (PUAT_REQUIRED
+# without it: fido2-cred then asks for it), so the credential and the
+# assertions carry UV.
+printf '%s\n%s\n%s\n%s\n' "$(b64rand)" pin.example carol "$(b64rand)" > /tmp/pinrk_param
+check ctap21-cred-make-resident-pin sh -c 'pinpty fido2-cred -M -r -i /tmp/pinrk_param -o /tmp/pinrk /dev/hidraw0 && test -s /tmp/pinrk'
+check ctap21-cred-verify-uv sh -c 'fido2-cred -V -v -i /tmp/pinrk -o /tmp/pinrk_key && tail -n +2 /tmp/pinrk_key > /tmp/pinrk.pem'
+printf '%s\n%s\n%s\n' "$(b64rand)" pin.example "$(head -1 /tmp/pinrk_key)" > /tmp/pina_param
+check ctap21-assert-pin sh -c 'pinpty fido2-assert -G -v -p -i /tmp/pina_param -o /tmp/pina /dev/hidraw0 && fido2-assert -V -p -v -i /tmp/pina /tmp/pinrk.pem es256'
+printf '%s\n%s\n' "$(b64rand)" pin.example > /tmp/pinra_param
+check ctap21-assert-discoverable-pin sh -c 'pinpty fido2-assert -G -r -v -p -i /tmp/pinra_param -o /tmp/pinra /dev/hidraw0 && fido2-assert -V -p -v -i /tmp/pinra /tmp/pinrk.pem es256'
+
+# credentialManagement through libfido2's fido2-token: metadata, RPs, the
+# RP's credentials, delete.
+check ctap21-credman-metadata sh -c 'pinpty fido2-token -I -c /dev/hidraw0 > /tmp/meta; cat /tmp/meta; grep -Eq "^existing rk\(s\): [1-9]" /tmp/meta && grep -q "^possible rk(s): " /tmp/meta'
+if ! grep -q "^existing rk" /tmp/meta; then
+  echo "--- credMgmt diagnosis: fido2-token -d -I -c (the CTAP command byte libfido2 sends)"
+  pinpty fido2-token -d -I -c /dev/hidraw0 2>&1 | grep -E -A2 "credman|fido_tx: buf=|0x41|cbor" | grep -v "^--$" | tail -14
+  tail -2 /tmp/daemon.log
+fi
+check ctap21-credman-list-rps sh -c 'pinpty fido2-token -L -r /dev/hidraw0 > /tmp/rps; cat /tmp/rps; grep -q " pin.example$" /tmp/rps && grep -q " passkeys.example$" /tmp/rps'
+check ctap21-credman-list-rks sh -c 'pinpty fido2-token -L -k pin.example /dev/hidraw0 > /tmp/rks; cat /tmp/rks; grep -F -q "00: $(head -1 /tmp/pinrk_key) " /tmp/rks'
+check ctap21-credman-delete sh -c 'pinpty fido2-token -D -i "$(head -1 /tmp/pinrk_key)" /dev/hidraw0 && pinpty fido2-token -L -r /dev/hidraw0 > /tmp/rps2; cat /tmp/rps2; grep -q " passkeys.example$" /tmp/rps2 && ! grep -q " pin.example$" /tmp/rps2'
+
+# OpenSSH: a resident key made with the PIN (ssh-keygen asks through
+# SSH_ASKPASS when it has no tty), a login with it, then the key recovered
+# with ssh-keygen -K into an empty directory (credentialManagement, with the
+# PIN): the same public key, and a login with the recovered file.
+printf '#!/bin/sh\necho %s\n' "$PIN" > /tmp/askpass; chmod +x /tmp/askpass
+export SSH_ASKPASS=/tmp/askpass SSH_ASKPASS_REQUIRE=force
+check ctap21-ssh-keygen-resident-pin ssh-keygen -t ecdsa-sk -O resident -O application=ssh:pin -f /root/.ssh/id_pin -N '' -C tpm-u2f-pin
+cp /root/.ssh/id_pin.pub /root/.ssh/authorized_keys 2>/dev/null
+check ctap21-ssh-login-resident-pin sh -c 'ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i /root/.ssh/id_pin -p 2222 root@127.0.0.1 echo SSH-LOGIN-OK | grep -q SSH-LOGIN-OK'
+rm -rf /tmp/recovered; mkdir -p /tmp/recovered
+check ctap21-ssh-keygen-K sh -c 'cd /tmp/recovered && ssh-keygen -K -N "" && ls && test -f id_ecdsa_sk_rk_pin.pub'
+check ctap21-ssh-recovered-equal sh -c 'cut -d" " -f1,2 /root/.ssh/id_pin.pub; cut -d" " -f1,2 /tmp/recovered/id_ecdsa_sk_rk_pin.pub; [ -n "$(cut -d" " -f2 /root/.ssh/id_pin.pub)" ] && [ "$(cut -d" " -f1,2 /root/.ssh/id_pin.pub)" = "$(cut -d" " -f1,2 /tmp/recovered/id_ecdsa_sk_rk_pin.pub)" ]'
+check ctap21-ssh-login-recovered sh -c 'ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i /tmp/recovered/id_ecdsa_sk_rk_pin -p 2222 root@127.0.0.1 echo SSH-LOGIN-OK | grep -q SSH-LOGIN-OK'
+unset SSH_ASKPASS SSH_ASKPASS_REQUIRE
+
+# python-fido2 over the real hidraw node: ClientPin retries, and
+# CredentialManagement under PIN/UV auth protocols 1 and 2: metadata, RPs,
+# and the delete of a credential made for it here with fido2-cred; the
+# deleted credential then no longer signs.
+printf '%s\n%s\n%s\n%s\n' "$(b64rand)" del.example dave "$(b64rand)" > /tmp/delrk_param
+check ctap21-cred-make-resident-pin-2 sh -c 'pinpty fido2-cred -M -r -i /tmp/delrk_param -o /tmp/delrk /dev/hidraw0 && test -s /tmp/delrk'
+check ctap21-python-fido2-pin sh -c 'python3 /e2e/pin_hidraw.py "$PIN" ssh:pin del.example > /tmp/pyfido2pin 2>&1; cat /tmp/pyfido2pin; grep -q " 0 failed" /tmp/pyfido2pin'
+printf '%s\n%s\n' "$(b64rand)" del.example > /tmp/delra_param
+check ctap21-assert-deleted-refused sh -c 'pinpty fido2-assert -G -r -v -p -i /tmp/delra_param -o /tmp/delra /dev/hidraw0 > /tmp/delra.out; cat /tmp/delra.out; grep -q FIDO_ERR_NO_CREDENTIALS /tmp/delra.out'
+check ctap21-pin-retries-still-8 sh -c 'fido2-token -I /dev/hidraw0 | grep -x "pin retries: 8"'
 
 kill -TERM $DAEMON
 i=0; while kill -0 $DAEMON 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
