@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,8 +166,19 @@ func (e *Engine) recover(startupFirst bool) error {
 
 // op runs one whole operation under the engine lock. When a command in it
 // finds the TPM restarted (or our primary gone) the state is rebuilt and
-// the operation is run once more from the start.
-func (e *Engine) op(f func() error) error {
+// the operation is run once more from the start. So it is when the
+// connection to the TPM failed (swtpm restarted under us): the transport
+// reconnects, the engine checks whether its primary survived, rebuilds if
+// not, and runs the operation again.
+func (e *Engine) op(f func() error) error { return e.run(f, true) }
+
+// opOnce is op for operations that must not run twice when it is unknown
+// whether the first run reached the TPM: a PIN check (a second wrong
+// guess would be counted twice) or a PIN index change. After a failed
+// connection the state is still checked and rebuilt, for the next one.
+func (e *Engine) opOnce(f func() error) error { return e.run(f, false) }
+
+func (e *Engine) run(f func() error, rerunOnTransport bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -183,8 +195,31 @@ func (e *Engine) op(f func() error) error {
 			return fmt.Errorf("%w (recovery failed: %v)", err, rerr)
 		}
 		return f()
+	case faultTransport:
+		if rerr := e.reconnect(); rerr != nil {
+			return fmt.Errorf("%w (reconnecting failed: %v)", err, rerr)
+		}
+		if rerunOnTransport {
+			return f()
+		}
 	}
 	return err
+}
+
+// reconnect runs after the connection to the TPM failed: the transport
+// dials again on the next command. If the TPM kept our storage primary
+// (only the connection dropped) nothing else is needed; if it restarted,
+// everything loaded is gone and is rebuilt. Called with e.mu held.
+func (e *Engine) reconnect() error {
+	rsp, err := tpm2.ReadPublic{ObjectHandle: e.srk.Handle}.Execute(e.t)
+	if err == nil && bytes.Equal(rsp.Name.Buffer, e.srk.Name.Buffer) {
+		e.log.Warn("tpm connection failed and came back; the TPM kept its state")
+		return nil
+	}
+	if err != nil && classify(err) == faultTransport {
+		return err // still down
+	}
+	return e.recover(true)
 }
 
 // do runs one TPM command, retrying warnings with bounded backoff. It does

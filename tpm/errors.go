@@ -3,6 +3,9 @@ package tpm
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -17,6 +20,10 @@ var (
 
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("tpm: engine closed")
+
+	// errTransport marks a transport failure from our own stream
+	// transport (open.go).
+	errTransport = errors.New("tpm: transport failed")
 )
 
 // CommandError is a TPM command that failed after the retries the engine
@@ -49,11 +56,21 @@ const (
 	faultHandle
 	// The TPM was reset and wants TPM2_Startup before anything else.
 	faultStartup
+	// The connection to the TPM failed (swtpm restarted, a socket
+	// dropped): no response code at all. Whether the command ran is
+	// unknown.
+	faultTransport
 )
 
 func classify(err error) fault {
 	var rc tpm2.TPMRC
 	if !errors.As(err, &rc) {
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+			errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) ||
+			errors.Is(err, syscall.ENOENT) || errors.Is(err, errTransport) {
+			return faultTransport
+		}
 		return faultFatal
 	}
 	switch {

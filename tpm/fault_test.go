@@ -122,9 +122,18 @@ func TestRetriesAreBounded(t *testing.T) {
 	}
 }
 
+// TestConnectionFailure: one dropped connection is absorbed (the engine
+// checks its primary survived and runs the operation again); one that
+// keeps failing reaches the caller as the transport error; the next
+// operation works once the connection is back.
 func TestConnectionFailure(t *testing.T) {
 	r := newFaultRig(t, tpm.Options{})
 	r.faulty.Add(tpmtest.Fault{Command: tpm2.TPMCCLoad, Occurrence: 1, Inject: tpmtest.InjectClosed})
+	if _, err := sign(r.e, r.cred, rp("example.org"), "once"); err != nil {
+		t.Fatalf("one dropped connection: %v", err)
+	}
+	r.faulty.Clear()
+	r.faulty.Add(tpmtest.Fault{Command: tpm2.TPMCCLoad, Occurrence: 1, Repeat: 2, Inject: tpmtest.InjectClosed})
 	if _, err := sign(r.e, r.cred, rp("example.org"), "m"); !errors.Is(err, tpmtest.ErrInjectedClose) {
 		t.Fatalf("err = %v, want the transport error", err)
 	}

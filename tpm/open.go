@@ -132,13 +132,13 @@ func (s *stream) Send(cmd []byte) ([]byte, error) {
 	defer s.mu.Unlock()
 	c, err := s.connect()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errTransport, err)
 	}
 	rsp, err := s.roundTrip(c, cmd)
 	if err != nil {
 		c.Close()
 		s.conn = nil
-		return nil, fmt.Errorf("tpm: %s:%s: %w", s.network, s.addr, err)
+		return nil, fmt.Errorf("%w: %s:%s: %w", errTransport, s.network, s.addr, err)
 	}
 	return rsp, nil
 }

@@ -174,7 +174,7 @@ func (e *Engine) readPINCounter(idx uint32) (count, limit uint32, err error) {
 // SetPIN arms a PIN index with pinHash as its authValue. It is
 // ErrPINSet when a PIN exists.
 func (e *Engine) SetPIN(pinHash []byte) error {
-	return e.op(func() error {
+	return e.opOnce(func() error {
 		if e.id.PINIndex != 0 {
 			return ErrPINSet
 		}
@@ -190,7 +190,7 @@ func (e *Engine) SetPIN(pinHash []byte) error {
 // ChangePIN checks oldHash (spending a retry if it is wrong, like
 // CheckPIN) and replaces the PIN with newHash, with a fresh count.
 func (e *Engine) ChangePIN(oldHash, newHash []byte) (retries int, err error) {
-	err = e.op(func() error {
+	err = e.opOnce(func() error {
 		if e.id.PINIndex == 0 {
 			return ErrPINNotSet
 		}
@@ -287,7 +287,7 @@ func (e *Engine) writePINCounter(idx uint32, pinHash []byte) error {
 // ErrWrongPIN with the retries left, counted by the TPM; at the limit the
 // error is ErrPINBlocked.
 func (e *Engine) CheckPIN(pinHash []byte) (retries int, err error) {
-	err = e.op(func() (err error) {
+	err = e.opOnce(func() (err error) {
 		retries, err = e.checkPIN(pinHash)
 		return err
 	})
@@ -397,7 +397,7 @@ func isSessionLost(err error) bool {
 // saved before the index goes, so a crash leaves at worst an orphan index
 // recorded as pending, which the next start removes.
 func (e *Engine) ClearPIN() error {
-	return e.op(func() error {
+	return e.opOnce(func() error {
 		if e.id.PINIndex == 0 {
 			return nil
 		}

@@ -4,9 +4,10 @@ import (
 	"testing"
 
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"sync"
+	"syscall"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -45,8 +46,9 @@ type Fault struct {
 // AnyCommand makes a Fault count every command (see Fault).
 const AnyCommand tpm2.TPMCC = 0
 
-// ErrInjectedClose is the transport error of InjectClosed.
-var ErrInjectedClose = errors.New("tpmtest: injected connection failure")
+// ErrInjectedClose is the transport error of InjectClosed: a connection
+// reset, as a dropped socket to swtpm gives.
+var ErrInjectedClose = fmt.Errorf("tpmtest: injected connection failure: %w", syscall.ECONNRESET)
 
 // Faulty is a transport.TPM that injects faults by command code and
 // occurrence. It is safe for concurrent use.

@@ -29,37 +29,74 @@ func Simulator(tb testing.TB) transport.TPMCloser {
 // SWTPM starts swtpm on a unix socket in a temporary directory and returns
 // its backend spec ("unix:/tmp/.../swtpm.sock"). It skips the test when
 // swtpm is not installed (CI installs it).
-func SWTPM(tb testing.TB) string {
+func SWTPM(tb testing.TB) string { return StartSWTPM(tb).Spec }
+
+// SWTPMServer is a running swtpm whose state directory outlives it.
+type SWTPMServer struct {
+	Spec string
+	tb   testing.TB
+	bin  string
+	dir  string
+	sock string
+	cmd  *exec.Cmd
+}
+
+// StartSWTPM is SWTPM for a test that also needs to restart the TPM.
+func StartSWTPM(tb testing.TB) *SWTPMServer {
 	tb.Helper()
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		SkipMissing(tb, "swtpm not installed (apt-get install swtpm): skipping the swtpm backend")
 	}
 	dir := tb.TempDir()
-	sock := filepath.Join(dir, "swtpm.sock")
-	cmd := exec.Command(bin, "socket", "--tpm2",
-		"--tpmstate", "dir="+dir,
-		"--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
+	s := &SWTPMServer{tb: tb, bin: bin, dir: dir, sock: filepath.Join(dir, "swtpm.sock")}
+	s.Spec = "unix:" + s.sock
+	s.start()
+	tb.Cleanup(s.stop)
+	return s
+}
+
+func (s *SWTPMServer) start() {
+	s.tb.Helper()
+	os.Remove(s.sock)
+	s.cmd = exec.Command(s.bin, "socket", "--tpm2",
+		"--tpmstate", "dir="+s.dir,
+		"--server", "type=unixio,path="+s.sock,
+		"--ctrl", "type=unixio,path="+filepath.Join(s.dir, "ctrl.sock"),
 		"--flags", "not-need-init,startup-clear")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start swtpm: %v", err)
+	s.cmd.Stderr = os.Stderr
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatalf("start swtpm: %v", err)
 	}
-	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.Dial("unix", sock)
+		c, err := net.Dial("unix", s.sock)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("swtpm did not come up: %v", err)
+			s.tb.Fatalf("swtpm did not come up: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "unix:" + sock
+}
+
+func (s *SWTPMServer) stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart kills swtpm (SIGKILL) and starts it again on the same state:
+// what a TPM reset looks like to its users (every loaded object and
+// session gone, NV kept).
+func (s *SWTPMServer) Restart() {
+	s.tb.Helper()
+	s.stop()
+	s.start()
 }
 
 // Engine opens an engine on t with a fresh identity.
