@@ -32,10 +32,14 @@ func (a *Authenticator) HandleCBOR(ctx context.Context, msg []byte, setStatus fu
 	rsp, err := a.handleCBOR(ctx, msg, setStatus)
 	if err != nil {
 		st := ctap2.StatusOf(err)
+		cmd := byte(0)
+		if len(msg) > 0 {
+			cmd = msg[0]
+		}
 		if st == ctap2.ErrOther {
-			a.log.Error("ctap2 request failed", "err", err)
+			a.log.Error("ctap2 request failed", "cmd", fmt.Sprintf("0x%02x", cmd), "err", err)
 		} else {
-			a.log.Info("ctap2 request refused", "status", byte(st), "reason", err)
+			a.log.Info("ctap2 request refused", "cmd", fmt.Sprintf("0x%02x", cmd), "status", fmt.Sprintf("0x%02x", byte(st)), "reason", err)
 		}
 		return []byte{byte(st)}
 	}
@@ -52,7 +56,7 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 		// section 6.3).
 		a.clearNext()
 	}
-	if msg[0] != ctap2.CmdCredentialMgmt {
+	if msg[0] != ctap2.CmdCredentialMgmt && msg[0] != ctap2.CmdCredentialMgmtPreview {
 		a.mgmt.clear()
 	}
 	switch msg[0] {
@@ -89,7 +93,7 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 			return nil, err
 		}
 		return a.clientPIN(ctx, req)
-	case ctap2.CmdCredentialMgmt:
+	case ctap2.CmdCredentialMgmt, ctap2.CmdCredentialMgmtPreview:
 		req, p, err := ctap2.DecodeCredMgmt(params)
 		if err != nil {
 			return nil, err

@@ -407,6 +407,12 @@ func TestCredentialManagement(t *testing.T) {
 	if st, _ := call(t, a, ctap2.CmdCredentialMgmt, map[int]any{1: ctap2.CredMgmtGetMetadata}); st != ctap2.ErrPUATRequired {
 		t.Fatalf("no pinUvAuthParam: %v", st)
 	}
+	// libfido2 before 1.15 sends the FIDO_2_1_PRE command number.
+	req = map[int]any{1: ctap2.CredMgmtGetMetadata, 3: 2, 4: p.proto.Authenticate(p.token, []byte{ctap2.CredMgmtGetMetadata})}
+	st, body := call(t, a, ctap2.CmdCredentialMgmtPreview, req)
+	if err := cbor.Unmarshal(body, &rsp); st != ctap2.OK || err != nil || *rsp.ExistingCount != 2 {
+		t.Fatalf("credentialManagement as 0x41: %v", st)
+	}
 }
 
 func hashOf(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }

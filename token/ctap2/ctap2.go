@@ -21,7 +21,11 @@ const (
 	CmdReset            byte = 0x07
 	CmdGetNextAssertion byte = 0x08
 	CmdCredentialMgmt   byte = 0x0a
-	CmdSelection        byte = 0x0b
+	// CmdCredentialMgmtPreview is the FIDO_2_1_PRE number of
+	// credentialManagement, which libfido2 up to 1.14 (Debian 12's 1.12)
+	// sends whatever getInfo says; same parameters, same pinUvAuthParam.
+	CmdCredentialMgmtPreview byte = 0x41
+	CmdSelection             byte = 0x0b
 )
 
 // Status is a CTAP status code (section 8.2); it is an error for every
