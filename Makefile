@@ -2,15 +2,17 @@
 # needs: each first checks (and, as root, installs) the Debian packages it
 # uses, through scripts/deps.sh.
 
+SHELL     := /bin/bash
 GO        ?= go
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS   := -X main.version=$(VERSION)
 BIN       := bin/tpm-u2f
 FUZZTIME  ?= 10s
+CRASH_TRIALS ?= 300
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/...
 
-.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot
+.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability
 
 all: build
 
@@ -38,6 +40,18 @@ bench: deps
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
+
+# The long reliability runs (docs/reliability.md): hundreds of SIGKILLs
+# under real clients on swtpm, a TPM fault at every command of every
+# operation, hostile CTAPHID clients, then every fuzz target for FUZZTIME.
+# `make test` runs the same tests in a bounded form.
+reliability: deps
+	set -o pipefail; CRASH_TRIALS=$(CRASH_TRIALS) TPM_U2F_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 90m -v \
+	  -run 'TestCrashTrials|TestPINRetriesSurviveSIGKILL|TestCrashBetweenRecordAndResponse|TestSWTPMRestartUnderDaemon|TestKilledDaemonKeepsCredentialsAndCounter' ./interop \
+	  | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|(SIGKILL|crashes|restarts|trials)'
+	set -o pipefail; $(GO) test -count=1 -v -run 'TestTPMFaultAtEveryCommand|TestPINCheckKilledAtEveryCommand|TestHostileClients|TestNoisyNeighbour|TestPINCheckSurvivesLostSessions' \
+	  ./token/... ./tpm/... | grep -E '^(--- |ok|FAIL)|faulted|killed PIN|heap'
+	scripts/fuzz.sh $(FUZZTIME)
 
 # The QEMU guest suite: the daemon on a real kernel's /dev/uhid and
 # /dev/tpmrm0 (swtpm), driven by libfido2's tools (scripts/e2e/run.sh).

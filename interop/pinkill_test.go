@@ -84,7 +84,7 @@ func TestPINRetriesSurviveSIGKILL(t *testing.T) {
 		t.Fatalf("setPIN: %v %v", st, err)
 	}
 	stop()
-	const trials = 25
+	trials := trials(25)
 	last := uint64(pin.MaxRetries)
 	counted, killed := 0, 0
 	for i := range trials {
