@@ -12,7 +12,7 @@ CRASH_TRIALS ?= 300
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/...
 
-.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability
+.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability corpus
 
 all: build
 
@@ -52,6 +52,11 @@ reliability: deps
 	set -o pipefail; $(GO) test -count=1 -v -run 'TestTPMFaultAtEveryCommand|TestPINCheckKilledAtEveryCommand|TestHostileClients|TestNoisyNeighbour|TestPINCheckSurvivesLostSessions' \
 	  ./token/... ./tpm/... | grep -E '^(--- |ok|FAIL)|faulted|killed PIN|heap'
 	scripts/fuzz.sh $(FUZZTIME)
+
+# Seed corpora from real traffic: the python-fido2 interop tests through
+# a capturing proxy (interop/capture_test.go).
+corpus: deps
+	TPM_U2F_CAPTURE_CORPUS=1 $(GO) test -count=1 -run 'TestPythonFido2U2F$$|TestPythonFido2CTAP2|TestPythonFido2ClientPIN' ./interop
 
 # The QEMU guest suite: the daemon on a real kernel's /dev/uhid and
 # /dev/tpmrm0 (swtpm), driven by libfido2's tools (scripts/e2e/run.sh).

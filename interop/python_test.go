@@ -27,7 +27,7 @@ func pythonWithFido2(t *testing.T) string {
 func runPythonU2F(t *testing.T, tpmSpec string, env []string, extraArgs ...string) {
 	py := pythonWithFido2(t)
 	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), env, append([]string{"--tpm", tpmSpec}, extraArgs...)...)
-	host, port, _ := net.SplitHostPort(addr)
+	host, port, _ := net.SplitHostPort(clientAddr(t, addr))
 	out, err := exec.Command(py, "python/u2f_udp.py", host, port).CombinedOutput()
 	t.Logf("python-fido2:\n%s", out)
 	if err != nil {
@@ -72,7 +72,7 @@ func TestPythonFido2U2FWithDesktopPrompt(t *testing.T) {
 func TestPythonFido2CTAP2(t *testing.T) {
 	py := pythonWithFido2(t)
 	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2")
-	host, port, _ := net.SplitHostPort(addr)
+	host, port, _ := net.SplitHostPort(clientAddr(t, addr))
 	out, err := exec.Command(py, "python/ctap2_udp.py", host, port).CombinedOutput()
 	t.Logf("python-fido2:\n%s", out)
 	if err != nil || !strings.Contains(string(out), " 0 failed") {
@@ -91,7 +91,7 @@ func TestPythonFido2ClientPIN(t *testing.T) {
 	py := pythonWithFido2(t)
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2", "--control", sock)
-	host, port, _ := net.SplitHostPort(addr)
+	host, port, _ := net.SplitHostPort(clientAddr(t, addr))
 	out, err := exec.Command(py, "python/pin_udp.py", host, port, binary(t), sock).CombinedOutput()
 	t.Logf("python-fido2:\n%s", out)
 	if err != nil || !strings.Contains(string(out), " 0 failed") {
