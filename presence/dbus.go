@@ -114,46 +114,76 @@ func (d *DBus) Confirm(ctx context.Context, req Request) error {
 			closeIt()
 			return ErrTimeout
 		case sig := <-signals:
-			if sig == nil {
-				continue
-			}
-			name, ok := strings.CutPrefix(sig.Name, notifyIface+".")
-			if !ok || (name != "ActionInvoked" && name != "NotificationClosed") {
-				continue
-			}
-			if len(sig.Body) != 2 {
-				d.log.Warn("presence: malformed notification signal ignored", "sender", sig.Sender, "signal", name)
-				continue
-			}
-			sigID, ok := sig.Body[0].(uint32)
-			if !ok || sigID != id {
-				continue // another notification of the desktop's
-			}
-			if sig.Sender != owner {
+			switch v, detail := judge(sig, id, owner); v {
+			case verdictAllow:
+				d.log.Info("presence: approved by the user", "operation", req.Operation, "rp", req.RelyingParty)
+				closeIt()
+				return nil
+			case verdictDeny:
+				return ErrDenied
+			case verdictTimeout:
+				return ErrTimeout
+			case verdictSpoofed:
 				d.log.Warn("presence: ignored a notification signal from a process that is not the notification server",
-					"sender", sig.Sender, "server", owner, "signal", name)
-				continue
-			}
-			switch name {
-			case "ActionInvoked":
-				switch key, _ := sig.Body[1].(string); key {
-				case "allow":
-					d.log.Info("presence: approved by the user", "operation", req.Operation, "rp", req.RelyingParty)
-					closeIt()
-					return nil
-				case "deny":
-					return ErrDenied
-				default:
-					d.log.Info("presence: notification clicked without choosing; still waiting", "action", key)
-				}
-			case "NotificationClosed":
-				if reason, _ := sig.Body[1].(uint32); reason == 1 { // expired
-					return ErrTimeout
-				}
-				return ErrDenied // dismissed or closed without Allow
+					"sender", sig.Sender, "server", owner, "signal", detail)
+			case verdictMalformed:
+				d.log.Warn("presence: malformed notification signal ignored", "sender", sig.Sender, "signal", detail)
+			case verdictWaiting:
+				d.log.Info("presence: notification clicked without choosing; still waiting", "action", detail)
 			}
 		}
 	}
+}
+
+// verdict is what one signal on the bus means for our prompt.
+type verdict int
+
+const (
+	verdictIgnore    verdict = iota // not about our notification
+	verdictAllow                    // Allow clicked
+	verdictDeny                     // Deny clicked, or closed without Allow
+	verdictTimeout                  // the notification expired
+	verdictSpoofed                  // about our notification, but not from the server
+	verdictMalformed                // a Notifications signal with the wrong body
+	verdictWaiting                  // clicked without choosing an action
+)
+
+// judge decides what sig means for notification id shown by the server
+// whose unique bus name is owner. Only the server that owns
+// org.freedesktop.Notifications speaks for the user (any process on the
+// session bus can emit a signal that looks like a click).
+func judge(sig *dbus.Signal, id uint32, owner string) (verdict, string) {
+	if sig == nil {
+		return verdictIgnore, ""
+	}
+	name, ok := strings.CutPrefix(sig.Name, notifyIface+".")
+	if !ok || (name != "ActionInvoked" && name != "NotificationClosed") {
+		return verdictIgnore, ""
+	}
+	if len(sig.Body) != 2 {
+		return verdictMalformed, name
+	}
+	sigID, ok := sig.Body[0].(uint32)
+	if !ok || sigID != id {
+		return verdictIgnore, "" // another notification of the desktop's
+	}
+	if sig.Sender != owner {
+		return verdictSpoofed, name
+	}
+	if name == "ActionInvoked" {
+		switch key, _ := sig.Body[1].(string); key {
+		case "allow":
+			return verdictAllow, key
+		case "deny":
+			return verdictDeny, key
+		default:
+			return verdictWaiting, key
+		}
+	}
+	if reason, _ := sig.Body[1].(uint32); reason == 1 { // expired
+		return verdictTimeout, name
+	}
+	return verdictDeny, name // dismissed or closed without Allow
 }
 
 // WatchScreenLock calls onLock whenever the desktop's screen saver becomes
