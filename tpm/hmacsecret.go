@@ -2,7 +2,6 @@ package tpm
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -56,11 +55,7 @@ func (e *Engine) provisionHMACKey() error {
 	}); err != nil {
 		return err
 	}
-	pub := tpm2.Marshal(rsp.OutPublic)
-	priv := tpm2.Marshal(rsp.OutPrivate)
-	blob := binary.BigEndian.AppendUint16(nil, uint16(len(pub)))
-	blob = append(append(blob, pub...), priv...)
-	e.id.HMACKey = blob
+	e.id.HMACKey = packWrapped(rsp.OutPublic, rsp.OutPrivate)
 	e.log.Info("hmac-secret key created in the TPM")
 	return nil
 }
@@ -78,44 +73,18 @@ func (e *Engine) CredRandom(credentialID []byte, uv bool) ([]byte, error) {
 	msg = append(msg, idHash[:]...)
 	var out []byte
 	err := e.op(func() error {
-		blob := e.id.HMACKey
-		if len(blob) < 2 || len(blob) < 2+int(binary.BigEndian.Uint16(blob)) {
-			return ErrNoHMACKey
-		}
-		n := int(binary.BigEndian.Uint16(blob))
-		pub, err := unmarshalSafe[tpm2.TPM2BPublic](blob[2 : 2+n])
-		if err != nil {
-			return ErrNoHMACKey
-		}
-		priv, err := unmarshalSafe[tpm2.TPM2BPrivate](blob[2+n:])
-		if err != nil {
-			return ErrNoHMACKey
-		}
-		h, name, err := e.load(*pub, *priv)
-		if err != nil {
-			var ce *CommandError
-			if errors.As(err, &ce) && blobRejected(ce.Err) {
-				return fmt.Errorf("%w: %w", ErrNoHMACKey, err)
-			}
-			return err
-		}
-		defer e.flush(h)
-		sess, closeSess, err := tpm2.HMACSession(e.t, tpm2.TPMAlgSHA256, 16,
-			tpm2.Salted(e.srk.Handle, e.srkPub), tpm2.AESEncryption(128, tpm2.EncryptInOut))
-		if err != nil {
-			return &CommandError{"StartAuthSession", err}
-		}
-		defer closeSess()
-		return e.do("HMAC", func() error {
-			rsp, err := tpm2.Hmac{
-				Handle:  tpm2.AuthHandle{Handle: h, Name: name, Auth: sess},
-				Buffer:  tpm2.TPM2BMaxBuffer{Buffer: msg},
-				HashAlg: tpm2.TPMAlgSHA256,
-			}.Execute(e.t)
-			if err == nil {
-				out = rsp.OutHMAC.Buffer
-			}
-			return err
+		return e.withWrapped(e.id.HMACKey, ErrNoHMACKey, tpm2.AESEncryption(128, tpm2.EncryptInOut), func(h tpm2.TPMHandle, name tpm2.TPM2BName, sess tpm2.Session) error {
+			return e.do("HMAC", func() error {
+				rsp, err := tpm2.Hmac{
+					Handle:  tpm2.AuthHandle{Handle: h, Name: name, Auth: sess},
+					Buffer:  tpm2.TPM2BMaxBuffer{Buffer: msg},
+					HashAlg: tpm2.TPMAlgSHA256,
+				}.Execute(e.t)
+				if err == nil {
+					out = rsp.OutHMAC.Buffer
+				}
+				return err
+			})
 		})
 	})
 	if err == nil && len(out) != 32 {

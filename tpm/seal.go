@@ -49,10 +49,7 @@ func (e *Engine) Seal() (secret, blob []byte, err error) {
 		}); err != nil {
 			return err
 		}
-		pub := tpm2.Marshal(rsp.OutPublic)
-		priv := tpm2.Marshal(rsp.OutPrivate)
-		blob = append(binary.BigEndian.AppendUint16(nil, uint16(len(pub))), pub...)
-		blob = append(blob, priv...)
+		blob = packWrapped(rsp.OutPublic, rsp.OutPrivate)
 		return nil
 	})
 	if err != nil {
@@ -69,47 +66,71 @@ var ErrSealedForeign = errors.New("tpm: sealed data is not this installation's")
 // Unseal returns the secret in a blob made by Seal. The secret crosses the
 // bus encrypted: the session encrypts the response parameter.
 func (e *Engine) Unseal(blob []byte) ([]byte, error) {
-	if len(blob) < 2 {
-		return nil, ErrSealedForeign
-	}
-	n := int(binary.BigEndian.Uint16(blob))
-	if len(blob) < 2+n {
-		return nil, ErrSealedForeign
-	}
-	pub, err := unmarshalSafe[tpm2.TPM2BPublic](blob[2 : 2+n])
-	if err != nil {
-		return nil, ErrSealedForeign
-	}
-	priv, err := unmarshalSafe[tpm2.TPM2BPrivate](blob[2+n:])
-	if err != nil {
-		return nil, ErrSealedForeign
-	}
 	var secret []byte
-	err = e.op(func() error {
-		h, name, err := e.load(*pub, *priv)
-		if err != nil {
-			var ce *CommandError
-			if errors.As(err, &ce) && blobRejected(ce.Err) {
-				return ErrSealedForeign
-			}
-			return err
-		}
-		defer e.flush(h)
-		sess, closeSess, err := tpm2.HMACSession(e.t, tpm2.TPMAlgSHA256, 16,
-			tpm2.Salted(e.srk.Handle, e.srkPub), tpm2.AESEncryption(128, tpm2.EncryptOut))
-		if err != nil {
-			return &CommandError{"StartAuthSession", err}
-		}
-		defer closeSess()
-		return e.do("Unseal", func() error {
-			rsp, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: h, Name: name, Auth: sess}}.Execute(e.t)
-			if err == nil {
-				secret = rsp.OutData.Buffer
-			}
-			return err
+	err := e.op(func() error {
+		return e.withWrapped(blob, ErrSealedForeign, tpm2.AESEncryption(128, tpm2.EncryptOut), func(h tpm2.TPMHandle, name tpm2.TPM2BName, sess tpm2.Session) error {
+			return e.do("Unseal", func() error {
+				rsp, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: h, Name: name, Auth: sess}}.Execute(e.t)
+				if err == nil {
+					secret = rsp.OutData.Buffer
+				}
+				return err
+			})
 		})
 	})
 	return secret, err
+}
+
+// A wrapped object (the sealed secret, the hmac-secret key) is kept as
+// uint16 len(public) | TPM2B_PUBLIC | TPM2B_PRIVATE: useless without the
+// storage primary that wrapped it.
+func packWrapped(pub tpm2.TPM2BPublic, priv tpm2.TPM2BPrivate) []byte {
+	p := tpm2.Marshal(pub)
+	blob := binary.BigEndian.AppendUint16(nil, uint16(len(p)))
+	return append(append(blob, p...), tpm2.Marshal(priv)...)
+}
+
+func unpackWrapped(blob []byte) (*tpm2.TPM2BPublic, *tpm2.TPM2BPrivate, bool) {
+	if len(blob) < 2 || len(blob) < 2+int(binary.BigEndian.Uint16(blob)) {
+		return nil, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(blob))
+	pub, err := unmarshalSafe[tpm2.TPM2BPublic](blob[2 : 2+n])
+	if err != nil {
+		return nil, nil, false
+	}
+	priv, err := unmarshalSafe[tpm2.TPM2BPrivate](blob[2+n:])
+	if err != nil {
+		return nil, nil, false
+	}
+	return pub, priv, true
+}
+
+// withWrapped loads a wrapped object and runs f with it and a fresh
+// salted session with the given parameter encryption (its result is a secret: it crosses
+// the bus encrypted), then flushes both. A blob that is malformed or that
+// the TPM refuses is foreign. Called inside op.
+func (e *Engine) withWrapped(blob []byte, foreign error, encryption tpm2.AuthOption, f func(tpm2.TPMHandle, tpm2.TPM2BName, tpm2.Session) error) error {
+	pub, priv, ok := unpackWrapped(blob)
+	if !ok {
+		return foreign
+	}
+	h, name, err := e.load(*pub, *priv)
+	if err != nil {
+		var ce *CommandError
+		if errors.As(err, &ce) && blobRejected(ce.Err) {
+			return fmt.Errorf("%w: %w", foreign, err)
+		}
+		return err
+	}
+	defer e.flush(h)
+	sess, closeSess, err := tpm2.HMACSession(e.t, tpm2.TPMAlgSHA256, 16,
+		tpm2.Salted(e.srk.Handle, e.srkPub), encryption)
+	if err != nil {
+		return &CommandError{"StartAuthSession", err}
+	}
+	defer closeSess()
+	return f(h, name, sess)
 }
 
 // unmarshalSafe parses untrusted bytes with go-tpm's decoder, which is not
