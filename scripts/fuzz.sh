@@ -6,17 +6,26 @@
 # every `go test` run replays it.
 set -euo pipefail
 t=${1:-10s}
+# FUZZPARALLEL bounds the fuzzing workers (default: one per CPU).
+par=()
+[ -n "${FUZZPARALLEL:-}" ] && par=(-parallel "$FUZZPARALLEL")
 cd "$(dirname "$0")/.."
 status=0
 while IFS=: read -r file _ line; do
   name=$(sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/' <<<"$line")
   pkg=./$(dirname "$file")
   echo "fuzz: $pkg $name for $t"
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" "$pkg" || status=1
+  start=$(date +%s)
+  if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" "${par[@]}" "$pkg" >"/tmp/fuzz-$name.log" 2>&1; then
+    echo "fuzz: $name ok after $(( $(date +%s) - start )) s: $(grep -Eo 'execs: [0-9]+' "/tmp/fuzz-$name.log" | tail -1), $(grep -Eo 'new interesting: [0-9]+ \(total: [0-9]+\)' "/tmp/fuzz-$name.log" | tail -1)"
+  else
+    status=1
+    echo "fuzz: $name FAILED:"; tail -30 "/tmp/fuzz-$name.log"
+  fi
   cache="$(go env GOCACHE)/fuzz/$(go list "$pkg")/$name"
   if [ -d "$cache" ]; then
     mkdir -p "$pkg/testdata/fuzz/$name"
     cp -n "$cache"/* "$pkg/testdata/fuzz/$name/" 2>/dev/null || true
   fi
-done < <(grep -rn --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . | sort)
+done < <(grep -rn --include='*_test.go' --exclude-dir=build --exclude-dir=third_party --exclude-dir=.git -E '^func Fuzz[A-Za-z0-9_]*\(' . | sort)
 exit $status
