@@ -35,7 +35,14 @@ type DBus struct {
 	log     *slog.Logger
 	timeout time.Duration
 	slot    chan struct{}
+	// fallback asks when no notification server can show Allow/Deny.
+	fallback Prompter
 }
+
+// SetFallback makes d ask p (the tray's Allow/Deny) whenever the
+// notification server is missing or cannot show buttons, instead of
+// refusing. Call before the first Confirm.
+func (d *DBus) SetFallback(p Prompter) { d.fallback = p }
 
 // NewDBus returns a prompter on conn (usually dbus.ConnectSessionBus()).
 // timeout bounds each prompt (default 30 s).
@@ -71,6 +78,10 @@ func (d *DBus) Confirm(ctx context.Context, req Request) error {
 		return ctx.Err()
 	}
 	if err := d.Check(); err != nil {
+		if d.fallback != nil {
+			d.log.Warn("presence: the notification server cannot ask; asking through the tray instead", "operation", req.Operation, "rp", req.RelyingParty, "reason", err)
+			return d.fallback.Confirm(ctx, req)
+		}
 		d.log.Warn("presence: cannot ask the user; refusing", "operation", req.Operation, "rp", req.RelyingParty, "reason", err)
 		return err
 	}

@@ -129,3 +129,56 @@ func TestDBusOnePromptAtATime(t *testing.T) {
 		t.Fatalf("%d prompts shown, want 3 in turn", len(n.Shown()))
 	}
 }
+
+// A notification server without buttons: with a fallback (the tray), the
+// question goes there, and only an answer there decides.
+func TestDBusFallsBackWhenTheServerHasNoButtons(t *testing.T) {
+	addr := notifytest.SessionBus(t)
+	n := &notifytest.Server{Caps: []string{"body"}, Answer: "allow"}
+	n.Serve(t, addr)
+	p := presence.NewDBus(notifytest.Connect(t, addr), time.Second, nil)
+	manual := presence.NewManual(2 * time.Second)
+	p.SetFallback(manual)
+	for _, allow := range []bool{true, false} {
+		done := make(chan error, 1)
+		go func() { done <- p.Confirm(context.Background(), req) }()
+		var q presence.Request
+		for deadline := time.Now().Add(2 * time.Second); ; {
+			var ok bool
+			if q, ok = manual.Pending(); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the fallback was never asked")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if q != req {
+			t.Fatalf("fallback asked %+v", q)
+		}
+		manual.Answer(allow)
+		err := <-done
+		if allow && err != nil || !allow && !errors.Is(err, presence.ErrDenied) {
+			t.Fatalf("answer %v: Confirm = %v", allow, err)
+		}
+	}
+	if len(n.Shown()) != 0 {
+		t.Fatal("showed a notification that cannot be answered")
+	}
+}
+
+func TestManual(t *testing.T) {
+	m := presence.NewManual(50 * time.Millisecond)
+	m.Answer(true) // a click with nothing pending approves nothing
+	if err := m.Confirm(context.Background(), req); !errors.Is(err, presence.ErrTimeout) {
+		t.Fatalf("unanswered: %v", err)
+	}
+	if _, ok := m.Pending(); ok {
+		t.Fatal("still pending after the timeout")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Confirm(ctx, req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}

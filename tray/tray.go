@@ -26,6 +26,11 @@ type Controller interface {
 	Replug() error
 	// Attention is a short reason the key needs the user ("" when fine).
 	Attention() string
+	// Question is a request waiting for the user's Allow or Deny in the
+	// tray ("" when none): the fallback when the desktop's notifications
+	// cannot show buttons. Answer answers it.
+	Question() string
+	Answer(allow bool)
 	// Quit stops the daemon.
 	Quit()
 }
@@ -77,13 +82,21 @@ func onReady(ctx context.Context, c Controller, log *slog.Logger) {
 	unlockItem := systray.AddMenuItem("Unlock", "Accept requests again (each still asks you)")
 	replugItem := systray.AddMenuItem("Re-plug", "Power-cycle the key: re-create the device, forget volatile state")
 	systray.AddSeparator()
+	allowItem := systray.AddMenuItem("Allow", "Approve the request waiting for you")
+	denyItem := systray.AddMenuItem("Deny", "Refuse the request waiting for you")
+	allowItem.Hide()
+	denyItem.Hide()
+	systray.AddSeparator()
 	quitItem := systray.AddMenuItem("Quit", "Stop the security key")
 
 	shown := state(-1)
 	var shownReason string
 	refresh := func() {
 		s, reason := unlocked, c.Attention()
+		question := c.Question()
 		switch {
+		case question != "":
+			s, reason = attention, question+": choose Allow or Deny in this menu"
 		case reason != "":
 			s = attention
 		case c.Locked():
@@ -93,6 +106,14 @@ func onReady(ctx context.Context, c Controller, log *slog.Logger) {
 			return
 		}
 		shown, shownReason = s, reason
+		if question != "" {
+			allowItem.SetTitle("Allow: " + question)
+			allowItem.Show()
+			denyItem.Show()
+		} else {
+			allowItem.Hide()
+			denyItem.Hide()
+		}
 		title, tip := s.words(reason)
 		systray.SetIcon(icon(s))
 		systray.SetTitle(title)
@@ -112,7 +133,7 @@ func onReady(ctx context.Context, c Controller, log *slog.Logger) {
 	// does nothing else, feeding a queue: no click is lost while the loop
 	// below is busy redrawing.
 	clicks := make(chan string, 16)
-	for name, item := range map[string]*systray.MenuItem{"lock": lockItem, "unlock": unlockItem, "replug": replugItem, "quit": quitItem} {
+	for name, item := range map[string]*systray.MenuItem{"lock": lockItem, "unlock": unlockItem, "replug": replugItem, "quit": quitItem, "allow": allowItem, "deny": denyItem} {
 		go func() {
 			for {
 				select {
@@ -150,6 +171,10 @@ func onReady(ctx context.Context, c Controller, log *slog.Logger) {
 					err = c.Unlock()
 				case "replug":
 					err = c.Replug()
+				case "allow":
+					c.Answer(true)
+				case "deny":
+					c.Answer(false)
 				case "quit":
 					c.Quit()
 					return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
 )
 
@@ -18,6 +19,7 @@ type fakeKey struct {
 	replugs   int
 	attention string
 	quit      bool
+	ask       *presence.Manual
 }
 
 func (f *fakeKey) Locked() bool      { f.mu.Lock(); defer f.mu.Unlock(); return f.locked }
@@ -26,6 +28,13 @@ func (f *fakeKey) Unlock() error     { f.mu.Lock(); f.locked = false; f.mu.Unloc
 func (f *fakeKey) Replug() error     { f.mu.Lock(); f.replugs++; f.mu.Unlock(); return nil }
 func (f *fakeKey) Attention() string { f.mu.Lock(); defer f.mu.Unlock(); return f.attention }
 func (f *fakeKey) Quit()             { f.mu.Lock(); f.quit = true; f.mu.Unlock() }
+func (f *fakeKey) Answer(allow bool) { f.ask.Answer(allow) }
+func (f *fakeKey) Question() string {
+	if r, ok := f.ask.Pending(); ok {
+		return r.RelyingParty + " asks to " + r.Operation
+	}
+	return ""
+}
 
 // watcher is a StatusNotifierWatcher stub: it records who registers.
 type watcher struct {
@@ -84,7 +93,7 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 		t.Fatal("Available = false with a watcher on the bus")
 	}
 
-	key := &fakeKey{}
+	key := &fakeKey{ask: presence.NewManual(10 * time.Second)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); Run(ctx, key, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
@@ -136,6 +145,22 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	eventually(t, "unlocked by the menu", func() bool { return !key.Locked() })
 	click("Re-plug")
 	eventually(t, "re-plugged", func() bool { key.mu.Lock(); defer key.mu.Unlock(); return key.replugs == 1 })
+	// A request asked through the tray (no notification buttons).
+	for _, c := range []struct {
+		label string
+		want  error
+	}{{"Allow: example.org asks to sign in", nil}, {"Deny", presence.ErrDenied}} {
+		answered := make(chan error, 1)
+		go func() {
+			answered <- key.ask.Confirm(context.Background(), presence.Request{Operation: "sign in", RelyingParty: "example.org"})
+		}()
+		eventually(t, "question shown", func() bool { return title() == "tpm-u2f: needs attention" })
+		click(c.label)
+		if err := <-answered; err != c.want {
+			t.Fatalf("%s: Confirm = %v", c.label, err)
+		}
+		eventually(t, "question gone", func() bool { return title() == "tpm-u2f: unlocked" })
+	}
 	key.mu.Lock()
 	key.attention = "the replay store is failing closed until 12:00"
 	key.mu.Unlock()

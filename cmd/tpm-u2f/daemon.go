@@ -24,6 +24,7 @@ type daemon struct {
 	f      runFlags
 	quit   func()
 	ask    presence.Prompter
+	manual *presence.Manual // the tray's Allow/Deny
 	creds  *credstore.Store
 	reset  func() error
 	auth   *token.Authenticator
@@ -262,3 +263,12 @@ func (d *daemon) Attention() string {
 }
 
 func (d *daemon) Quit() { d.quit() }
+
+func (d *daemon) Question() string {
+	if r, ok := d.manual.Pending(); ok {
+		return r.RelyingParty + " asks to " + r.Operation
+	}
+	return ""
+}
+
+func (d *daemon) Answer(allow bool) { d.manual.Answer(allow) }

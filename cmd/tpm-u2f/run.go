@@ -203,7 +203,8 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if f.lockAfter > 0 {
 		go lockWhenIdle(ctx, auth, f.lockAfter)
 	}
-	d := &daemon{f: f, quit: quit, ask: prompter, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
+	manual := presence.NewManual(f.prompt)
+	d := &daemon{f: f, quit: quit, ask: prompter, manual: manual, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
 	if err := serveControl(ctx, f, d, log); err != nil {
 		return err
 	}
@@ -212,6 +213,11 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	case tray.Available(bus):
 		go tray.Run(ctx, d, log)
 		log.Info("tray icon shown")
+		if p, ok := prompter.(*presence.DBus); ok {
+			// Where the notification server cannot show Allow/Deny, the
+			// tray asks instead of every request being refused.
+			p.SetFallback(manual)
+		}
 	default:
 		log.Info("no StatusNotifierWatcher on the session bus: running without a tray icon (lock, unlock and re-plug with the tpm-u2f command)")
 	}
