@@ -53,11 +53,15 @@ func pinToken(ctx context.Context, c *ctaphid.Client, p string, perms uint64, rp
 }
 
 func ctap2Call(ctx context.Context, c *ctaphid.Client, cmd byte, params map[int]any) (ctap2.Status, []byte, error) {
-	b, err := ctap2.Marshal(params)
-	if err != nil {
-		return 0, nil, err
+	msg := []byte{cmd}
+	if params != nil {
+		b, err := ctap2.Marshal(params)
+		if err != nil {
+			return 0, nil, err
+		}
+		msg = append(msg, b...)
 	}
-	rsp, err := c.Call(ctx, ctaphid.CmdCBOR, append([]byte{cmd}, b...))
+	rsp, err := c.Call(ctx, ctaphid.CmdCBOR, msg)
 	if err != nil || len(rsp) == 0 {
 		return 0, nil, errors.Join(err, errors.New("no answer"))
 	}
