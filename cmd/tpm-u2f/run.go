@@ -200,6 +200,14 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 			log.Warn("cannot watch the screen lock", "err", err)
 		}
 	}
+	if system, err := dbus.ConnectSystemBus(); err == nil {
+		defer system.Close()
+		if err := presence.WatchLogindLock(ctx, system, auth.Lock, log); err != nil {
+			log.Warn("cannot watch logind's session lock", "err", err)
+		}
+	} else {
+		log.Debug("no system bus: not watching logind's session lock", "err", err)
+	}
 	if f.lockAfter > 0 {
 		go lockWhenIdle(ctx, auth, f.lockAfter)
 	}
