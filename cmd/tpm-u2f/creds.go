@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -39,14 +40,10 @@ func callDaemon(path string, req control.Request, stderr io.Writer) (control.Res
 
 // credentialsCommand: tpm-u2f credentials list | delete ID.
 func credentialsCommand(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "delete") {
-		fmt.Fprintln(stderr, "usage: tpm-u2f credentials list [--json] | delete ID")
-		return errUsage
+	sub, fs, socket, err := subcommand("credentials", args, stderr, "list [--json] | delete ID", "list", "delete")
+	if err != nil {
+		return err
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("tpm-u2f credentials "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := controlFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON (list only)")
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -141,4 +138,16 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// subcommand checks that args start with one of subs and returns it with
+// a flag set for "tpm-u2f name sub" that already has --control.
+func subcommand(name string, args []string, stderr io.Writer, usage string, subs ...string) (string, *flag.FlagSet, func() (string, error), error) {
+	if len(args) == 0 || !slices.Contains(subs, args[0]) {
+		fmt.Fprintln(stderr, "usage: tpm-u2f "+name+" "+usage)
+		return "", nil, nil, errUsage
+	}
+	fs := flag.NewFlagSet("tpm-u2f "+name+" "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return args[0], fs, controlFlags(fs), nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -27,14 +26,10 @@ var pinInput io.Reader = os.Stdin
 // directly with run's --tpm and --state. The PIN never leaves this
 // process: the daemon gets CTAP's pinHash, LEFT(SHA-256(PIN), 16).
 func pinCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "set" && args[0] != "change" && args[0] != "status") {
-		fmt.Fprintln(stderr, "usage: tpm-u2f pin set | change | status [--stdin] [--control PATH] [--tpm SPEC] [--state DIR]")
-		return errUsage
+	sub, fs, socket, err := subcommand("pin", args, stderr, "set | change | status [--stdin] [--control PATH] [--tpm SPEC] [--state DIR]", "set", "change", "status")
+	if err != nil {
+		return err
 	}
-	sub := args[0]
-	fs := flag.NewFlagSet("tpm-u2f pin "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := controlFlags(fs)
 	fromStdin := fs.Bool("stdin", false, "read the PIN(s) from standard input, one per line (for scripts; change: the old PIN, then the new one)")
 	tpmSpec := fs.String("tpm", defaultTPM(), "when no daemon runs: the TPM, as for run --tpm; env TPM_U2F_TPM")
 	state := fs.String("state", defaultStateDir(), "when no daemon runs: the state directory, as for run --state")
