@@ -14,6 +14,12 @@ result() {
 }
 check() { name=$1; shift; if "$@" >/tmp/$name.out 2>&1; then result "$name" PASS; else result "$name" FAIL "$(tail -3 /tmp/$name.out | tr "\n" " ")"; echo "--- $name output"; head -40 /tmp/$name.out; [ -f /tmp/daemon.log ] && { echo "--- $name: daemon log (last 8 lines)"; tail -8 /tmp/daemon.log; }; fi; }
 
+# E2E_ONLY=browser (e2e.only=browser): the Chromium tests alone.
+if grep -q "e2e.only=browser" /proc/cmdline; then
+  for m in hid uhid hid-generic; do insmod /lib/modules/$m.ko || result "insmod-$m" FAIL; done
+  DAEMON=; . /e2e/guest-browser.sh; exit 0
+fi
+
 for m in hid uhid hid-generic; do insmod /lib/modules/$m.ko || result "insmod-$m" FAIL; done
 [ -e /dev/uhid ] && result uhid-device PASS || result uhid-device FAIL "no /dev/uhid"
 [ -e /dev/tpmrm0 ] && result tpm-device PASS || result tpm-device FAIL "no /dev/tpmrm0"
@@ -201,3 +207,7 @@ i=0; while kill -0 $DAEMON 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)
 if kill -0 $DAEMON 2>/dev/null; then result daemon-stops FAIL; else result daemon-stops PASS; fi
 [ -e /dev/hidraw0 ] && result device-destroyed FAIL "hidraw0 still there" || result device-destroyed PASS
 echo "--- daemon log (last 15 lines)"; tail -15 /tmp/daemon.log
+
+# Chromium with a go-webauthn relying party (E2E_BROWSER=1: run.sh adds
+# e2e.browser=1 to the kernel command line and shares the browser root).
+grep -q "e2e.browser=1" /proc/cmdline && . /e2e/guest-browser.sh

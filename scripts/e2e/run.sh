@@ -10,7 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 B=$ROOT/build/e2e
-TIMEOUT=${E2E_TIMEOUT:-300}
+# E2E_BROWSER=1 adds the Chromium tests (scripts/e2e/guest-browser.sh):
+# a browser root over 9p, more memory, and a longer default timeout.
+# E2E_ONLY=browser runs those alone (while working on them).
+BROWSER=${E2E_BROWSER:-0}
+[ "${E2E_ONLY:-}" = browser ] && BROWSER=1
+if [ "$BROWSER" = 1 ]; then TIMEOUT=${E2E_TIMEOUT:-1200}; else TIMEOUT=${E2E_TIMEOUT:-300}; fi
 mkdir -p "$B"
 
 need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server python3-fido2 dbus-daemon)
@@ -74,6 +79,30 @@ for m in hid uhid hid-generic; do
   f=$(find "$MODDIR" -name "$m.ko*" | head -1)
   case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
 done
+cp scripts/e2e/guest-browser.sh "$R/e2e/"
+qemu_browser=()
+append=""
+if [ "$BROWSER" = 1 ]; then
+  scripts/e2e/browser-root.sh
+  # The relying party, static: it runs in the initramfs, outside the root.
+  CGO_ENABLED=0 go build -o "$R/bin/rp" ./scripts/e2e/rp
+  # 9p over virtio-pci, from the same kernel package.
+  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p; do
+    f=$(find "$MODDIR" -name "$m.ko*" | head -1)
+    case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
+  done
+  qemu_browser=(-m 3072 -smp 2 -virtfs local,path="$B/browser-root",mount_tag=browser,security_model=none,readonly=on)
+  append=" e2e.browser=1"
+  [ "${E2E_ONLY:-}" = browser ] && append="$append e2e.only=browser"
+  # E2E_BROWSER_X=1: Chromium on Xvfb instead of headless.
+  [ "${E2E_BROWSER_X:-0}" = 1 ] && append="$append e2e.browser_x=1"
+  # E2E_BROWSER_OUT=1: logs and screenshots to build/e2e/browser-out.
+  if [ "${E2E_BROWSER_OUT:-0}" = 1 ]; then
+    rm -rf "$B/browser-out"; mkdir -p "$B/browser-out"
+    qemu_browser+=(-virtfs local,path="$B/browser-out",mount_tag=out,security_model=none)
+    append="$append e2e.browser_out=1"
+  fi
+fi
 cp scripts/e2e/guest-init.sh "$R/init"; chmod +x "$R/init"
 cp scripts/e2e/guest-tests.sh "$R/tests.sh"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1 > "$B/initramfs.cpio.gz")
@@ -88,7 +117,7 @@ rm -f "$LOG"
 start=$(date +%s)
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 \
   -kernel "$VMLINUZ" -initrd "$B/initramfs.cpio.gz" \
-  -append "console=ttyS0 panic=-1 quiet loglevel=3" \
+  -append "console=ttyS0 panic=-1 quiet loglevel=3$append" "${qemu_browser[@]}" \
   -chardev socket,id=chrtpm,path="$T/ctrl.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
   -display none -monitor none -serial file:"$LOG" -no-reboot || true
 echo "e2e: guest ran $(( $(date +%s) - start )) s; serial log: $LOG"
