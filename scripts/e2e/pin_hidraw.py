@@ -6,7 +6,9 @@ after a PIN has been set: the retries, then, under each PIN/UV auth
 protocol, a pinUvAuthToken with the credentialManagement permission,
 getCredsMetadata and the RP list (which must hold RP_ID and DELETE_RP_ID);
 then the one credential of DELETE_RP_ID is enumerated and deleted, and the
-RP list and the count must show it gone. Never sends a wrong PIN. The last line is
+RP list and the count must show it gone; last, a passkey registered and
+used through python-fido2's Fido2Client and verified by its Fido2Server.
+Never sends a wrong PIN. The last line is
 "python-fido2 pin: N passed, M failed"; the exit code is non-zero on any
 failure.
 """
@@ -16,7 +18,9 @@ import sys
 from fido2.ctap2 import Ctap2
 from fido2.ctap2.credman import CredentialManagement
 from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
+from fido2.client import Fido2Client
 from fido2.hid import CtapHidDevice
+from fido2.server import Fido2Server
 
 pin, rp_id, del_rp_id = sys.argv[1], sys.argv[2], sys.argv[3]
 passed = failed = 0
@@ -64,6 +68,22 @@ try:
     check("after delete_cred: existing count one less", after == existing - 1, "%r -> %r" % (existing, after))
     retries, _ = ClientPin(ctap).get_pin_retries()
     check("retries still 8", retries == 8, "retries=%r" % retries)
+
+    # A passkey through python-fido2's own client and server over hidraw:
+    # registration with the PIN, then a login without naming the user.
+    server = Fido2Server({"id": "hidraw.example", "name": "hidraw"}, attestation="direct")
+    client = Fido2Client(devs[0], "https://hidraw.example")
+    user = {"id": b"hidraw-user", "name": "hana"}
+    opts, state = server.register_begin(user, resident_key=True, user_verification="required")
+    made = client.make_credential(opts["publicKey"], pin=pin)
+    auth_data = server.register_complete(state, made.client_data, made.attestation_object)
+    check("passkey registration over hidraw verified by Fido2Server (UV)", auth_data.is_user_verified())
+    opts, state = server.authenticate_begin(user_verification="required")
+    sel = client.get_assertion(opts["publicKey"], pin=pin)
+    got = sel.get_response(0)
+    server.authenticate_complete(state, [auth_data.credential_data], got.credential_id,
+                                 got.client_data, got.authenticator_data, got.signature)
+    check("discoverable login over hidraw verified by Fido2Server", got.user_handle == b"hidraw-user", repr(got.user_handle))
 except Exception as e:  # noqa: BLE001 - any error is a failed test
     import traceback
     traceback.print_exc()
