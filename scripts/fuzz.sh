@@ -20,6 +20,13 @@ while IFS=: read -r file _ line; do
   start=$(date +%s)
   if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$t" -fuzzminimizetime 1s "${par[@]}" "$pkg" >"/tmp/fuzz-$name.log" 2>&1; then
     echo "fuzz: $name ok after $(( $(date +%s) - start )) s: $(grep -Eo 'execs: [0-9]+' "/tmp/fuzz-$name.log" | tail -1), $(grep -Eo 'new interesting: [0-9]+ \(total: [0-9]+\)' "/tmp/fuzz-$name.log" | tail -1)"
+  elif grep -q 'context deadline exceeded' "/tmp/fuzz-$name.log" && ! grep -q 'Failing input written' "/tmp/fuzz-$name.log" &&
+       go test -count=1 -run "^${name}\$" "$pkg" >/dev/null 2>&1; then
+    # A race in Go's fuzzing coordinator at the -fuzztime deadline: the
+    # target fails with "context deadline exceeded" having found nothing
+    # (no failing input written) when a worker is still mid-call. The
+    # corpus replays cleanly, so it is not a finding.
+    echo "fuzz: $name ok (the Go coordinator's deadline race at the end of the run; no input failed, the corpus replays)"
   else
     status=1
     echo "fuzz: $name FAILED:"; tail -30 "/tmp/fuzz-$name.log"
