@@ -212,12 +212,21 @@ func (e *Engine) run(f func() error, rerunOnTransport bool) error {
 // everything loaded is gone and is rebuilt. Called with e.mu held.
 func (e *Engine) reconnect() error {
 	rsp, err := tpm2.ReadPublic{ObjectHandle: e.srk.Handle}.Execute(e.t)
-	if err == nil && bytes.Equal(rsp.Name.Buffer, e.srk.Name.Buffer) {
-		e.log.Warn("tpm connection failed and came back; the TPM kept its state")
-		return nil
-	}
 	if err != nil && classify(err) == faultTransport {
 		return err // still down
+	}
+	if err == nil && bytes.Equal(rsp.Name.Buffer, e.srk.Name.Buffer) {
+		if !e.opt.FlushStale {
+			// A resource manager flushed what the lost command loaded
+			// when our connection closed.
+			e.log.Warn("tpm connection failed and came back; the TPM kept its state")
+			return nil
+		}
+		// A bare TPM kept whatever the lost command loaded (a key, a
+		// session), under a handle we never learned: on a TPM that is
+		// ours alone, flush everything and rebuild, or three such losses
+		// fill its object slots.
+		e.flushStale()
 	}
 	return e.recover(true)
 }

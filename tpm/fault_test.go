@@ -219,3 +219,27 @@ func TestNoisyNeighbour(t *testing.T) {
 	<-done
 	tpmtest.AssertNoLockout(t, r.sim)
 }
+
+// On a bare TPM (FlushStale) a command whose response was lost may have
+// loaded a key under a handle the engine never learned; the engine
+// flushes and rebuilds, so repeated losses never fill the object slots.
+func TestLostResponsesLeakNothingOnABareTPM(t *testing.T) {
+	sim := tpmtest.Simulator(t)
+	faulty := tpmtest.NewFaulty(sim)
+	e := tpmtest.Engine(t, faulty, tpm.Options{FlushStale: true})
+	for i := range 5 {
+		faulty.Add(tpmtest.Fault{Command: tpm2.TPMCCCreateLoaded, Occurrence: 1, Inject: tpmtest.InjectLoseResponse})
+		if _, err := e.NewCredential(rp("example.org"), func(*tpm.Key) error { return nil }); err != nil {
+			t.Fatalf("credential %d after a lost response: %v", i, err)
+		}
+		faulty.Clear()
+	}
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(tpm2.TPMHTTransient) << 24, PropertyCount: 16}.Execute(sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handles, _ := rsp.CapabilityData.Data.Handles()
+	if n := len(handles.Handle); n != 1 {
+		t.Fatalf("%d transient objects loaded, want only the storage primary", n)
+	}
+}

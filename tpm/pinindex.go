@@ -146,13 +146,26 @@ func (e *Engine) PINStatus() (PINStatus, error) {
 }
 
 func (e *Engine) readPINCounter(idx uint32) (count, limit uint32, err error) {
+	name, err := e.pinIndexName(idx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return e.readPINCount(idx, name)
+}
+
+// pinIndexName reads the PIN index's name; an index the TPM does not have
+// is ErrPINLost.
+func (e *Engine) pinIndexName(idx uint32) (tpm2.TPM2BName, error) {
 	name, err := e.readNVPublic(idx)
 	if errors.Is(err, tpm2.TPMRCHandle) {
 		e.log.Error("PIN NV index missing; the token refuses PIN use until reset", "index", fmt.Sprintf("0x%08x", idx))
-		return 0, 0, ErrPINLost
-	} else if err != nil {
-		return 0, 0, err
+		return name, ErrPINLost
 	}
+	return name, err
+}
+
+// readPINCount reads {pinCount, pinLimit} with owner authorisation.
+func (e *Engine) readPINCount(idx uint32, name tpm2.TPM2BName) (count, limit uint32, err error) {
 	var rsp *tpm2.NVReadResponse
 	err = e.do("NV_Read", func() (err error) {
 		rsp, err = tpm2.NVRead{
@@ -299,16 +312,17 @@ func (e *Engine) checkPIN(pinHash []byte) (int, error) {
 	if idx == 0 {
 		return 0, ErrPINNotSet
 	}
-	count, limit, err := e.readPINCounter(idx)
+	// The index's name does not change when its count does: read it once.
+	name, err := e.pinIndexName(idx)
+	if err != nil {
+		return 0, err
+	}
+	count, limit, err := e.readPINCount(idx, name)
 	if err != nil {
 		return 0, err
 	}
 	if count >= limit {
 		return 0, ErrPINBlocked
-	}
-	name, err := e.readNVPublic(idx)
-	if err != nil {
-		return 0, err
 	}
 	err = e.withPINSession(func(s tpm2.Session) error {
 		_, err := tpm2.NVRead{
@@ -321,7 +335,7 @@ func (e *Engine) checkPIN(pinHash []byte) (int, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, tpm2.TPMRCAuthFail), errors.Is(err, tpm2.TPMRCBadAuth):
-		count, limit, rerr := e.readPINCounter(idx)
+		count, limit, rerr := e.readPINCount(idx, name)
 		if rerr != nil {
 			return 0, errors.Join(ErrWrongPIN, rerr)
 		}
@@ -334,7 +348,7 @@ func (e *Engine) checkPIN(pinHash []byte) (int, error) {
 	default:
 		return 0, err
 	}
-	if count, _, err = e.readPINCounter(idx); err != nil {
+	if count, _, err = e.readPINCount(idx, name); err != nil {
 		return 0, err
 	}
 	if count > 0 {

@@ -26,6 +26,10 @@ const (
 	// InjectClosed fails the command with a transport error, as a TPM
 	// connection that went away does.
 	InjectClosed
+	// InjectLoseResponse sends the command, then fails it with the
+	// transport error: the TPM did the work (a key may be loaded) and the
+	// caller never learns its result.
+	InjectLoseResponse
 )
 
 // Fault hits the Occurrence-th sending (1-based, counted from when the
@@ -150,6 +154,9 @@ func (f *Faulty) Send(cmd []byte) ([]byte, error) {
 		FlushAll(f.next, tpm2.TPMHTPolicySession)
 		return f.next.Send(cmd)
 	case InjectClosed:
+		return nil, ErrInjectedClose
+	case InjectLoseResponse:
+		f.next.Send(cmd)
 		return nil, ErrInjectedClose
 	}
 	return f.next.Send(cmd)
