@@ -230,10 +230,11 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 	return nil
 }
 
-// checkPINHash decrypts pinHashEnc and asks the PIN store, applying the
-// power-cycle throttle and the delay after failures. Every failure
-// regenerates the key agreement key and drops the pinUvAuthToken.
-func (a *Authenticator) checkPINHash(ctx context.Context, s *pinState, proto pin.Protocol, shared, pinHashEnc []byte) (err error) {
+// checkPINHash decrypts pinHashEnc and has check (the PIN store's
+// CheckPIN, or its ChangePIN) decide on it, applying the power-cycle
+// throttle and the delay after failures. Every failure regenerates the key
+// agreement key and drops the pinUvAuthToken.
+func (a *Authenticator) checkPINHash(ctx context.Context, s *pinState, proto pin.Protocol, shared, pinHashEnc []byte, check func(pinHash []byte) (int, error)) (err error) {
 	defer func() {
 		if err != nil {
 			s.resetToken()
@@ -262,7 +263,7 @@ func (a *Authenticator) checkPINHash(ctx context.Context, s *pinState, proto pin
 		return ctap2.ErrInvalidParameter
 	}
 	defer pin.Zero(h)
-	retries, cerr := a.cfg.PIN.CheckPIN(h)
+	retries, cerr := check(h)
 	switch {
 	case cerr == nil:
 		s.throttle.Succeeded()
@@ -307,17 +308,15 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 	if !proto.Verify(shared, append(bytes.Clone(req.NewPinEnc), req.PinHashEnc...), req.PinUvAuthParam) {
 		return ctap2.ErrPINAuthInvalid
 	}
-	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc); err != nil {
-		return err
-	}
+	// The new PIN is checked before the old one, so a malformed new PIN
+	// costs no retry. The store checks the old PIN and re-arms in one go.
 	newHash, err := decryptNewPIN(proto, shared, req.NewPinEnc)
 	if err != nil {
 		return err
 	}
 	defer pin.Zero(newHash)
-	oldHash, _ := proto.Decrypt(shared, req.PinHashEnc)
-	defer pin.Zero(oldHash)
-	if _, err := a.cfg.PIN.ChangePIN(oldHash, newHash); err != nil {
+	change := func(oldHash []byte) (int, error) { return a.cfg.PIN.ChangePIN(oldHash, newHash) }
+	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc, change); err != nil {
 		return err
 	}
 	s.resetToken()
@@ -346,7 +345,7 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 		return nil, err
 	}
 	defer pin.Zero(shared)
-	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc); err != nil {
+	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc, a.cfg.PIN.CheckPIN); err != nil {
 		return nil, err
 	}
 	s.resetToken()
@@ -435,15 +434,17 @@ func (a *Authenticator) pinUvAuthForRequest(ctx context.Context, param *[]byte, 
 	if _, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16))); !ok {
 		return false, ctap2.ErrInvalidParameter
 	}
-	set, err := a.pinSet()
-	if err != nil {
-		return false, err
+	// A pinUvAuthToken exists only while a PIN is set (setPIN, changePIN,
+	// reset and re-plugs drop it), so a MAC that verifies needs no TPM
+	// command; only a failure asks the TPM which error it is.
+	verr := a.verifyPinUvAuth(protoVersion, *param, cdh, perm, rpID)
+	if verr == nil {
+		return true, nil
 	}
-	if !set {
+	if set, err := a.pinSet(); err != nil {
+		return false, err
+	} else if !set {
 		return false, ctap2.ErrPINNotSet
 	}
-	if err := a.verifyPinUvAuth(protoVersion, *param, cdh, perm, rpID); err != nil {
-		return false, err
-	}
-	return true, nil
+	return false, verr
 }
