@@ -304,7 +304,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		if !ok {
 			return errors.New("credential key is not ECDSA")
 		}
-		cose, err := ctap2.Marshal(map[int]any{1: 2, 3: ctap2.AlgES256, -1: 1, -2: pub.X.FillBytes(make([]byte, 32)), -3: pub.Y.FillBytes(make([]byte, 32))})
+		cose, err := ctap2.Marshal(coseKey(pub, ctap2.AlgES256))
 		if err != nil {
 			return err
 		}
@@ -593,4 +593,9 @@ func boolByte(b bool) byte {
 		return 1
 	}
 	return 0
+}
+
+// coseKey is a P-256 public key as a COSE_Key with the given algorithm.
+func coseKey(pub *ecdsa.PublicKey, alg int64) *ctap2.COSEKey {
+	return &ctap2.COSEKey{Kty: 2, Alg: alg, Crv: 1, X: pub.X.FillBytes(make([]byte, 32)), Y: pub.Y.FillBytes(make([]byte, 32))}
 }

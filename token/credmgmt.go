@@ -37,9 +37,9 @@ func (a *Authenticator) credentialManagement(req *ctap2.CredMgmtRequest, params 
 	sub := *req.SubCommand
 	switch sub {
 	case ctap2.CredMgmtEnumerateRPsNext:
-		return a.nextRP()
+		return a.mgmt.next(&a.mgmt.rps, rpResponse)
 	case ctap2.CredMgmtEnumerateCredsNext:
-		return a.nextCredential()
+		return a.mgmt.next(&a.mgmt.creds, credentialResponse)
 	case ctap2.CredMgmtGetMetadata, ctap2.CredMgmtEnumerateRPsBegin, ctap2.CredMgmtEnumerateCredsBegin,
 		ctap2.CredMgmtDelete, ctap2.CredMgmtUpdateUser:
 	default:
@@ -77,13 +77,7 @@ func (a *Authenticator) credentialManagement(req *ctap2.CredMgmtRequest, params 
 				rps = append(rps, c)
 			}
 		}
-		if len(rps) == 0 {
-			return nil, ctap2.ErrNoCredentials
-		}
-		a.mgmt.mu.Lock()
-		a.mgmt.rps = rps[1:]
-		a.mgmt.mu.Unlock()
-		return rpResponse(rps[0], uint64(len(rps)))
+		return a.mgmt.begin(&a.mgmt.rps, rps, rpResponse)
 	case ctap2.CredMgmtEnumerateCredsBegin:
 		if len(params.RPIDHash) != 32 {
 			return nil, ctap2.ErrMissingParameter
@@ -97,13 +91,7 @@ func (a *Authenticator) credentialManagement(req *ctap2.CredMgmtRequest, params 
 				creds = append(creds, c)
 			}
 		}
-		if len(creds) == 0 {
-			return nil, ctap2.ErrNoCredentials
-		}
-		a.mgmt.mu.Lock()
-		a.mgmt.creds = creds[1:]
-		a.mgmt.mu.Unlock()
-		return credentialResponse(creds[0], uint64(len(creds)))
+		return a.mgmt.begin(&a.mgmt.creds, creds, credentialResponse)
 	case ctap2.CredMgmtDelete, ctap2.CredMgmtUpdateUser:
 		if params.CredentialID == nil || params.CredentialID.ID == nil || sub == ctap2.CredMgmtUpdateUser && params.User == nil {
 			return nil, ctap2.ErrMissingParameter
@@ -162,9 +150,8 @@ func credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	rsp := ctap2.CredMgmtResponse{
 		User:         &ctap2.UserEntity{ID: c.UserID, Name: c.UserName, DisplayName: c.DisplayName},
 		CredentialID: &ctap2.CredentialDescriptor{Type: "public-key", ID: c.ID},
-		PublicKey: &ctap2.COSEKey{Kty: 2, Alg: ctap2.AlgES256, Crv: 1,
-			X: pub.X.FillBytes(make([]byte, 32)), Y: pub.Y.FillBytes(make([]byte, 32))},
-		CredProtect: &level,
+		PublicKey:    coseKey(pub, ctap2.AlgES256),
+		CredProtect:  &level,
 	}
 	if total > 0 {
 		rsp.TotalCredentials = &total
@@ -172,24 +159,26 @@ func credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	return ctap2.Marshal(rsp)
 }
 
-func (a *Authenticator) nextRP() ([]byte, error) {
-	a.mgmt.mu.Lock()
-	defer a.mgmt.mu.Unlock()
-	if len(a.mgmt.rps) == 0 {
-		return nil, ctap2.ErrNotAllowed
+// begin answers the first of items (with the total) and keeps the rest in
+// *rest for the "next" subcommand.
+func (m *credMgmtState) begin(rest *[]credstore.Credential, items []credstore.Credential, respond func(credstore.Credential, uint64) ([]byte, error)) ([]byte, error) {
+	if len(items) == 0 {
+		return nil, ctap2.ErrNoCredentials
 	}
-	c := a.mgmt.rps[0]
-	a.mgmt.rps = a.mgmt.rps[1:]
-	return rpResponse(c, 0)
+	m.mu.Lock()
+	*rest = items[1:]
+	m.mu.Unlock()
+	return respond(items[0], uint64(len(items)))
 }
 
-func (a *Authenticator) nextCredential() ([]byte, error) {
-	a.mgmt.mu.Lock()
-	defer a.mgmt.mu.Unlock()
-	if len(a.mgmt.creds) == 0 {
+// next answers the next of *rest; without a begin, NOT_ALLOWED.
+func (m *credMgmtState) next(rest *[]credstore.Credential, respond func(credstore.Credential, uint64) ([]byte, error)) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(*rest) == 0 {
 		return nil, ctap2.ErrNotAllowed
 	}
-	c := a.mgmt.creds[0]
-	a.mgmt.creds = a.mgmt.creds[1:]
-	return credentialResponse(c, 0)
+	c := (*rest)[0]
+	*rest = (*rest)[1:]
+	return respond(c, 0)
 }
