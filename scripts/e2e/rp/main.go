@@ -134,17 +134,7 @@ func (s *server) registerBegin(w http.ResponseWriter, r *http.Request) {
 func (s *server) registerFinish(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := r.URL.Query().Get("user")
-	test := "register-" + modes[name]
-	u, err := s.user(name)
-	session := s.sessions["register-"+name]
-	if err == nil && session == nil {
-		err = fmt.Errorf("no registration session for %q", name)
-	}
-	var body []byte
-	if err == nil {
-		body, err = io.ReadAll(r.Body)
-	}
+	_, test, u, session, body, err := s.finishing(r, "register")
 	var parsed *protocol.ParsedCredentialCreationData
 	if err == nil {
 		parsed, err = protocol.ParseCredentialCreationResponseBytes(body)
@@ -168,6 +158,23 @@ func (s *server) registerFinish(w http.ResponseWriter, r *http.Request) {
 	s.result(test, nil, fmt.Sprintf("attestation=%s aaguid=%s credential=%d bytes %s credProps.rk=%s",
 		cred.AttestationType, hex.EncodeToString(cred.Authenticator.AAGUID), len(cred.ID), flagsOf(cred.Flags), rk))
 	writeJSON(w, map[string]any{"ok": true, "rk": rk})
+}
+
+// finishing reads what a /register/finish or /login/finish request needs:
+// the user, the test's name, the session its begin left, and the body.
+// Called with s.mu held.
+func (s *server) finishing(r *http.Request, kind string) (name, test string, u *user, session *webauthn.SessionData, body []byte, err error) {
+	name = r.URL.Query().Get("user")
+	test = kind + "-" + modes[name]
+	u, err = s.user(name)
+	session = s.sessions[kind+"-"+name]
+	if err == nil && session == nil {
+		err = fmt.Errorf("no %s session for %q", kind, name)
+	}
+	if err == nil {
+		body, err = io.ReadAll(r.Body)
+	}
+	return name, test, u, session, body, err
 }
 
 // loginBegin: /login/begin?user=alice names alice's credentials;
@@ -204,17 +211,7 @@ func (s *server) loginBegin(w http.ResponseWriter, r *http.Request) {
 func (s *server) loginFinish(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := r.URL.Query().Get("user")
-	test := "login-" + modes[name]
-	u, err := s.user(name)
-	session := s.sessions["login-"+name]
-	if err == nil && session == nil {
-		err = fmt.Errorf("no login session for %q", name)
-	}
-	var body []byte
-	if err == nil {
-		body, err = io.ReadAll(r.Body)
-	}
+	name, test, u, session, body, err := s.finishing(r, "login")
 	var parsed *protocol.ParsedCredentialAssertionData
 	if err == nil {
 		parsed, err = protocol.ParseCredentialRequestResponseBytes(body)
