@@ -1,0 +1,228 @@
+package token
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"time"
+
+	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+)
+
+// getAssertion implements authenticatorGetAssertion (CTAP 2.1 section
+// 6.2.2) for credentials named in the allowList.
+func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertionRequest, setStatus func(byte)) ([]byte, error) {
+	setStatus(statusProcessing)
+	probe := func() error {
+		return a.askUser(ctx, presence.Request{Operation: "select this key", RelyingParty: req.RPID}, setStatus)
+	}
+	uv, err := a.pinUvAuthForRequest(ctx, req.PinUvAuthParam, req.PinUvAuthProtocol, req.ClientDataHash, ctap2.PermGetAssertion, req.RPID, probe)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := req.Options["rk"]; ok {
+		return nil, ctap2.ErrUnsupportedOption
+	}
+	if ctap2.Option(req.Options, "uv", false) && !uv {
+		return nil, ctap2.ErrInvalidOption
+	}
+	up := ctap2.Option(req.Options, "up", true)
+	rpHash := sha256.Sum256([]byte(req.RPID))
+	hs, err := a.parseHMACSecret(req.Extensions)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := a.applicableCredentials(req, rpHash, uv)
+	if err != nil {
+		return nil, err
+	}
+	if len(creds) == 0 {
+		hs.zero()
+		return nil, ctap2.ErrNoCredentials
+	}
+	first := creds[0]
+	var flags byte
+	if uv {
+		flags |= ctap2.FlagUV
+	}
+	// A silent (up=false) assertion is a pre-flight, not a use: it is not
+	// recorded, so it never makes the real request look like a replay.
+	if up {
+		if err := a.checkReplay(assertionKey(rpHash, req.ClientDataHash, first.ID, up), req.RPID); err != nil {
+			return nil, ctap2.ErrOperationDenied
+		}
+		// The TPM vouches for the credential before the user is asked.
+		if err := a.keys.UseCredential(first.ID, rpHash, func(crypto.Signer) error { return nil }); err != nil {
+			if errors.Is(err, ErrUnknownCredential) {
+				return nil, ctap2.ErrNoCredentials
+			}
+			return nil, err
+		}
+		if err := a.askUser(ctx, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus); err != nil {
+			return nil, err
+		}
+		flags |= ctap2.FlagUP
+	}
+	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1, hs)
+	if err != nil || len(creds) == 1 {
+		hs.zero()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(creds) > 1 {
+		rsp.NumberOfCredentials = uint64(len(creds))
+		a.nextMu.Lock()
+		a.next = &nextAssertions{rpHash: rpHash, rpID: req.RPID, cdh: req.ClientDataHash, flags: flags,
+			creds: creds[1:], deadline: a.cfg.Now().Add(nextAssertionWindow), hmacSecret: hs}
+		a.nextMu.Unlock()
+	}
+	return ctap2.Marshal(rsp)
+}
+
+// applicableCredentials finds the credentials a getAssertion may use
+// (CTAP 2.1 section 6.2.2 step 7): those in the allowList that are ours,
+// or every discoverable credential for the RP, newest first; without user
+// verification, credProtect leaves out what needs it (section 12.1).
+func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rpHash [32]byte, uv bool) ([]credstore.Credential, error) {
+	var out []credstore.Credential
+	if len(req.AllowList) > 0 {
+		for _, d := range req.AllowList {
+			if d.Type != "public-key" || a.keys.Precheck(d.ID, rpHash) != nil {
+				continue
+			}
+			c := credstore.Credential{ID: d.ID}
+			if a.cfg.Resident != nil {
+				if stored, ok := a.cfg.Resident.Find(d.ID); ok {
+					c = *stored
+				}
+			}
+			if c.CredProtect >= credProtectUVRequired && !uv {
+				continue
+			}
+			return []credstore.Credential{c}, nil // the first applicable one
+		}
+		return nil, nil
+	}
+	if a.cfg.Resident == nil {
+		return nil, nil
+	}
+	stored, err := a.cfg.Resident.List(rpHash)
+	if err != nil {
+		a.log.Warn("credential store: some entries could not be read", "err", err)
+	}
+	for _, c := range stored {
+		if c.CredProtect <= credProtectUVOptional || uv {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func assertionKey(rpHash [32]byte, cdh, id []byte, up bool) [32]byte {
+	return requestKey([]byte("ctap2 getAssertion"), rpHash[:], cdh, id, []byte{boolByte(up)})
+}
+
+// assert signs one assertion with c and records it in the replay store
+// when the user was present.
+// With names set (user verified, several accounts), the user entity
+// carries the names too, since the token has no display to choose on.
+func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential, names bool, hs *hmacSecretInput) (*ctap2.GetAssertionResponse, error) {
+	var extOut []byte
+	if hs != nil {
+		out, err := a.hmacSecretOutput(hs, c.ID, flags&ctap2.FlagUV != 0)
+		if err != nil {
+			return nil, err
+		}
+		if extOut, err = ctap2.Marshal(map[string]any{"hmac-secret": out}); err != nil {
+			return nil, err
+		}
+		flags |= ctap2.FlagED
+	}
+	counter, err := a.keys.NextCounter()
+	if err != nil {
+		return nil, err
+	}
+	authData := append(authenticatorData(rpHash, flags, counter), extOut...)
+	d := sha256.Sum256(append(append([]byte(nil), authData...), cdh...))
+	var sig []byte
+	err = a.keys.UseCredential(c.ID, rpHash, func(k crypto.Signer) (err error) {
+		sig, err = k.Sign(rand.Reader, d[:], crypto.SHA256)
+		return err
+	})
+	if errors.Is(err, ErrUnknownCredential) {
+		return nil, ctap2.ErrNoCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	if flags&ctap2.FlagUP != 0 {
+		if err := a.recordReplay(assertionKey(rpHash, cdh, c.ID, true)); err != nil {
+			return nil, err
+		}
+	}
+	rsp := &ctap2.GetAssertionResponse{
+		Credential: ctap2.CredentialDescriptor{Type: "public-key", ID: c.ID},
+		AuthData:   authData,
+		Signature:  sig,
+	}
+	if c.UserID != nil {
+		// Without user verification only the user id, never the names.
+		rsp.User = &ctap2.UserEntity{ID: c.UserID}
+		if names {
+			rsp.User.Name, rsp.User.DisplayName = c.UserName, c.DisplayName
+		}
+	}
+	return rsp, nil
+}
+
+// nextAssertionWindow is how long getNextAssertion may follow the
+// getAssertion it continues (CTAP 2.1 section 6.3: 30 seconds).
+const nextAssertionWindow = 30 * time.Second
+
+// nextAssertions is what authenticatorGetNextAssertion still has to
+// return: valid for 30 s, and only until another command arrives.
+type nextAssertions struct {
+	rpHash     [32]byte
+	rpID       string
+	cdh        []byte
+	flags      byte
+	creds      []credstore.Credential
+	deadline   time.Time
+	hmacSecret *hmacSecretInput
+}
+
+func (a *Authenticator) clearNext() {
+	a.nextMu.Lock()
+	if a.next != nil {
+		a.next.hmacSecret.zero()
+	}
+	a.next = nil
+	a.nextMu.Unlock()
+}
+
+// getNextAssertion implements authenticatorGetNextAssertion (section 6.3).
+func (a *Authenticator) getNextAssertion() ([]byte, error) {
+	a.nextMu.Lock()
+	n := a.next
+	if n == nil || a.cfg.Now().After(n.deadline) || len(n.creds) == 0 {
+		if n != nil {
+			n.hmacSecret.zero()
+		}
+		a.next = nil
+		a.nextMu.Unlock()
+		return nil, ctap2.ErrNotAllowed
+	}
+	c := n.creds[0]
+	n.creds = n.creds[1:]
+	a.nextMu.Unlock()
+	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0, n.hmacSecret)
+	if err != nil {
+		return nil, err
+	}
+	return ctap2.Marshal(rsp)
+}
