@@ -6,6 +6,11 @@
 // from a 32-byte secret that the TPM seals (package tpm): without this
 // installation's TPM the file reveals neither sites nor account names.
 //
+// Beside the entries it keeps two HMAC-keyed indexes: credential ID to
+// entry (so a lookup by ID decrypts one entry, not all), and the IDs of
+// credentials that were deleted or replaced, which must never sign again
+// even when a relying party names them (Revoked).
+//
 // A Store is safe for concurrent use (bbolt serialises writers).
 package credstore
 
@@ -46,7 +51,11 @@ var (
 	ErrCorrupt = errors.New("credstore: entry does not decrypt (damaged, or another installation's)")
 )
 
-var bucket = []byte("credentials-v1")
+var (
+	bucket        = []byte("credentials-v1")
+	idIndexBucket = []byte("by-id-v1")       // idKey(id) -> entry key
+	revokedBucket = []byte("revoked-ids-v1") // idKey(id) -> empty
+)
 
 // encMode keeps creation times to the nanosecond: whole seconds (the
 // library's default) would tie credentials made in the same second, and
@@ -91,13 +100,38 @@ func Open(path string, secret []byte, max int) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucket); return err }); err != nil {
+	s := &Store{db: db, max: max}
+	s.keys.Store(newKeys(secret))
+	if err := db.Update(s.createBuckets); err != nil {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, max: max}
-	s.keys.Store(newKeys(secret))
 	return s, nil
+}
+
+// createBuckets creates what is missing. A store written before the ID
+// index existed gets it built from its entries.
+func (s *Store) createBuckets(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(bucket)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucketIfNotExists(revokedBucket); err != nil {
+		return err
+	}
+	if tx.Bucket(idIndexBucket) != nil {
+		return nil
+	}
+	idx, err := tx.CreateBucket(idIndexBucket)
+	if err != nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		if c, err := s.Decode(k, v); err == nil {
+			return idx.Put(s.idKey(c.ID), k)
+		}
+		return nil
+	})
 }
 
 func derive(secret []byte, label string) []byte {
@@ -112,6 +146,15 @@ func (s *Store) entryKey(rpIDHash [32]byte, userID []byte) []byte {
 	m := hmac.New(sha256.New, s.keys.Load().macKey)
 	m.Write(rpIDHash[:])
 	m.Write(userID)
+	return m.Sum(nil)
+}
+
+// idKey is where a credential ID lives in the ID index and the revoked
+// list.
+func (s *Store) idKey(id []byte) []byte {
+	m := hmac.New(sha256.New, s.keys.Load().macKey)
+	m.Write([]byte("credential id\x00"))
+	m.Write(id)
 	return m.Sum(nil)
 }
 
@@ -151,15 +194,46 @@ func (s *Store) Put(c Credential) error {
 	key := s.entryKey(rpHash, c.UserID)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
-		if b.Get(key) == nil && b.Stats().KeyN >= s.max {
+		old := b.Get(key)
+		if old == nil && b.Stats().KeyN >= s.max {
 			return ErrFull
+		}
+		if old != nil {
+			// The replaced credential is gone for good (CTAP 2.1 section
+			// 6.1.2 step 17: "overwrite").
+			if prev, err := s.Decode(key, old); err == nil && !bytes.Equal(prev.ID, c.ID) {
+				if err := s.revoke(tx, prev.ID); err != nil {
+					return err
+				}
+			}
 		}
 		v, err := s.seal(key, &c)
 		if err != nil {
 			return err
 		}
+		if err := tx.Bucket(idIndexBucket).Put(s.idKey(c.ID), key); err != nil {
+			return err
+		}
 		return b.Put(key, v)
 	})
+}
+
+// revoke drops id from the index and lists it as never to sign again.
+func (s *Store) revoke(tx *bolt.Tx, id []byte) error {
+	k := s.idKey(id)
+	if err := tx.Bucket(idIndexBucket).Delete(k); err != nil {
+		return err
+	}
+	return tx.Bucket(revokedBucket).Put(k, []byte{})
+}
+
+// Revoked reports whether id named a credential that was deleted or
+// replaced.
+func (s *Store) Revoked(id []byte) bool {
+	k := s.idKey(id)
+	found := false
+	s.db.View(func(tx *bolt.Tx) error { found = tx.Bucket(revokedBucket).Get(k) != nil; return nil })
+	return found
 }
 
 // Exists reports whether a credential for this RP and user is stored (a
@@ -209,13 +283,20 @@ func (s *Store) All() ([]Credential, error) {
 
 // Find returns the credential with this credential ID, if it is stored.
 func (s *Store) Find(id []byte) (*Credential, bool) {
-	all, _ := s.All()
-	for i := range all {
-		if bytes.Equal(all[i].ID, id) {
-			return &all[i], true
+	var c *Credential
+	s.db.View(func(tx *bolt.Tx) error {
+		key := tx.Bucket(idIndexBucket).Get(s.idKey(id))
+		if key == nil {
+			return nil
 		}
-	}
-	return nil, false
+		if v := tx.Bucket(bucket).Get(key); v != nil {
+			if found, err := s.Decode(key, v); err == nil && bytes.Equal(found.ID, id) {
+				c = found
+			}
+		}
+		return nil
+	})
+	return c, c != nil
 }
 
 // Remaining is how many more credentials fit.
@@ -235,11 +316,12 @@ func (s *Store) Reset(secret []byte) error {
 		return errors.New("credstore: secret must be 32 bytes")
 	}
 	if err := s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucket); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-			return err
+		for _, name := range [][]byte{bucket, idIndexBucket, revokedBucket} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return err
+			}
 		}
-		_, err := tx.CreateBucket(bucket)
-		return err
+		return s.createBuckets(tx) // empty: nothing is keyed yet
 	}); err != nil {
 		return err
 	}
@@ -250,20 +332,18 @@ func (s *Store) Reset(secret []byte) error {
 // ErrNotFound: no stored credential matches.
 var ErrNotFound = errors.New("credstore: no such credential")
 
-// Delete removes the credential with this credential ID.
+// Delete removes the credential with this credential ID; the ID is
+// revoked for good.
 func (s *Store) Delete(id []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		var match []byte
-		b.ForEach(func(k, v []byte) error {
-			if c, err := s.Decode(k, v); err == nil && bytes.Equal(c.ID, id) {
-				match = append([]byte(nil), k...)
-			}
-			return nil
-		})
-		if match == nil {
+		key := tx.Bucket(idIndexBucket).Get(s.idKey(id))
+		if key == nil {
 			return ErrNotFound
 		}
-		return b.Delete(match)
+		key = append([]byte(nil), key...)
+		if err := s.revoke(tx, id); err != nil {
+			return err
+		}
+		return tx.Bucket(bucket).Delete(key)
 	})
 }

@@ -50,7 +50,7 @@ type memoryKeys struct {
 	ctr  uint32
 }
 
-func (m *memoryKeys) NewCredential(rp [32]byte, fn func([]byte, crypto.Signer) error) error {
+func (m *memoryKeys) NewCredential(rp [32]byte, _ token.CredentialPolicy, fn func([]byte, crypto.Signer) error) error {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	m.keys, m.rps = append(m.keys, k), append(m.rps, rp)
 	return fn([]byte{byte(len(m.keys) - 1)}, k)
@@ -71,9 +71,9 @@ func (m *memoryKeys) UseCredential(id []byte, rp [32]byte, fn func(crypto.Signer
 	return fn(k)
 }
 
-func (m *memoryKeys) Precheck(id []byte, rp [32]byte) error {
+func (m *memoryKeys) Inspect(id []byte, rp [32]byte) (token.CredentialPolicy, bool, error) {
 	_, err := m.lookup(id, rp)
-	return err
+	return token.CredentialPolicy{}, false, err
 }
 
 func (m *memoryKeys) NextCounter() (uint32, error) { m.ctr++; return m.ctr, nil }
@@ -89,7 +89,7 @@ func FuzzHandleAPDU(f *testing.F) {
 		keys := &memoryKeys{}
 		a := token.New(token.Config{Keys: keys, Presence: presence.Always{}})
 		defer a.Close()
-		keys.NewCredential(app, func([]byte, crypto.Signer) error { return nil })
+		keys.NewCredential(app, token.CredentialPolicy{}, func([]byte, crypto.Signer) error { return nil })
 		rsp := a.HandleAPDU(context.Background(), msg)
 		if len(rsp) < 2 {
 			t.Fatalf("response without a status word: %x", rsp)

@@ -51,16 +51,12 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	}
 	// A silent (up=false) assertion is a pre-flight, not a use: it is not
 	// recorded, so it never makes the real request look like a replay.
+	// The credential is known to be ours before the user is asked:
+	// applicableCredentials checked its tag, or had the TPM load a legacy
+	// one.
 	if up {
 		if err := a.checkReplay(assertionKey(rpHash, req.ClientDataHash, first.ID, up), req.RPID); err != nil {
 			return nil, ctap2.ErrOperationDenied
-		}
-		// The TPM vouches for the credential before the user is asked.
-		if err := a.keys.UseCredential(first.ID, rpHash, func(crypto.Signer) error { return nil }); err != nil {
-			if errors.Is(err, ErrUnknownCredential) {
-				return nil, ctap2.ErrNoCredentials
-			}
-			return nil, err
 		}
 		if err := a.askUser(ctx, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus); err != nil {
 			return nil, err
@@ -85,28 +81,25 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 }
 
 // applicableCredentials finds the credentials a getAssertion may use
-// (CTAP 2.1 section 6.2.2 step 7): those in the allowList that are ours,
-// or every discoverable credential for the RP, newest first; without user
-// verification, credProtect leaves out what needs it (section 12.1).
+// (CTAP 2.1 section 6.2.2 step 7): the first in the allowList that is ours,
+// alive and allowed without user verification if there was none; or,
+// without an allowList, every discoverable credential for the RP, newest
+// first, leaving out what credProtect keeps from an assertion without user
+// verification (section 12.1: level 2 and 3 need it here). The levels are
+// read from the credential IDs, which the TPM binds, not from the store.
 func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rpHash [32]byte, uv bool) ([]credstore.Credential, error) {
-	var out []credstore.Credential
 	if len(req.AllowList) > 0 {
+		ids := make([][]byte, 0, len(req.AllowList))
 		for _, d := range req.AllowList {
-			if d.Type != "public-key" || a.keys.Precheck(d.ID, rpHash) != nil {
-				continue
+			if d.Type == "public-key" {
+				ids = append(ids, d.ID)
 			}
-			c := credstore.Credential{ID: d.ID}
-			if a.cfg.Resident != nil {
-				if stored, ok := a.cfg.Resident.Find(d.ID); ok {
-					c = *stored
-				}
-			}
-			if c.CredProtect >= credProtectUVRequired && !uv {
-				continue
-			}
-			return []credstore.Credential{c}, nil // the first applicable one
 		}
-		return nil, nil
+		c, err := a.firstNamed(ids, rpHash, uv)
+		if err != nil || c == nil {
+			return nil, err
+		}
+		return []credstore.Credential{c.Credential}, nil
 	}
 	if a.cfg.Resident == nil {
 		return nil, nil
@@ -115,7 +108,16 @@ func (a *Authenticator) applicableCredentials(req *ctap2.GetAssertionRequest, rp
 	if err != nil {
 		a.log.Warn("credential store: some entries could not be read", "err", err)
 	}
+	var out []credstore.Credential
 	for _, c := range stored {
+		p, legacy, err := a.keys.Inspect(c.ID, rpHash)
+		if err != nil {
+			a.log.Warn("credential store: an entry's credential ID is not ours", "rp", c.RPID)
+			continue
+		}
+		if !legacy {
+			c.CredProtect = p.CredProtect
+		}
 		if c.CredProtect <= credProtectUVOptional || uv {
 			out = append(out, c)
 		}

@@ -63,20 +63,8 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	}
 	rpHash := sha256.Sum256([]byte(req.RP.ID))
 	op := presence.Request{Operation: "register", RelyingParty: req.RP.ID}
-	for _, d := range req.ExcludeList {
-		if d.Type != "public-key" || a.keys.Precheck(d.ID, rpHash) != nil {
-			continue
-		}
-		if err := a.keys.UseCredential(d.ID, rpHash, func(crypto.Signer) error { return nil }); err != nil {
-			continue
-		}
-		// Already registered here: the user confirms, then the platform
-		// learns it (section 6.1.2 step 4).
-		op.Operation = "confirm this key is already registered"
-		if err := a.askUser(ctx, op, setStatus); err != nil {
-			return nil, err
-		}
-		return nil, ctap2.ErrCredentialExcluded
+	if err := a.checkExcludeList(ctx, req, rpHash, uv, setStatus); err != nil {
+		return nil, err
 	}
 	if rk && a.cfg.Resident.Remaining() == 0 && !a.cfg.Resident.Exists(req.RP.ID, req.User.ID) {
 		return nil, ctap2.ErrKeyStoreFull // before the user is asked for nothing
@@ -108,7 +96,8 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	}
 	var credID []byte
 	var rsp ctap2.MakeCredentialResponse
-	err = a.keys.NewCredential(rpHash, func(id []byte, k crypto.Signer) error {
+	policy := CredentialPolicy{CredProtect: credProtect, Discoverable: rk}
+	err = a.keys.NewCredential(rpHash, policy, func(id []byte, k crypto.Signer) error {
 		pub, ok := k.Public().(*ecdsa.PublicKey)
 		if !ok {
 			return errors.New("credential key is not ECDSA")
@@ -161,12 +150,31 @@ func authenticatorData(rpHash [32]byte, flags byte, counter uint32) []byte {
 	return binary.BigEndian.AppendUint32(out, counter)
 }
 
-// credProtect levels (CTAP 2.1 section 12.1).
-const (
-	credProtectUVOptional         = 1
-	credProtectUVOptionalWithList = 2
-	credProtectUVRequired         = 3
-)
+// checkExcludeList implements CTAP 2.1 section 6.1.2 step 4: a
+// credential of ours for this RP in the excludeList ends the request with
+// CREDENTIAL_EXCLUDED after the user was asked for presence, whatever the
+// answer (a denial or a timeout too: the platform must learn that this key
+// is registered, and only after a touch, so that a site cannot probe for
+// keys silently). A credProtect-3 credential without user verification is
+// left out, as if unknown. A TPM failure while checking an entry is an
+// error: the request never goes on to register a duplicate.
+func (a *Authenticator) checkExcludeList(ctx context.Context, req *ctap2.MakeCredentialRequest, rpHash [32]byte, uv bool, setStatus func(byte)) error {
+	ids := make([][]byte, 0, len(req.ExcludeList))
+	for _, d := range req.ExcludeList {
+		if d.Type == "public-key" {
+			ids = append(ids, d.ID)
+		}
+	}
+	c, err := a.firstNamed(ids, rpHash, uv)
+	if err != nil || c == nil {
+		return err
+	}
+	err = a.askUser(ctx, presence.Request{Operation: "confirm this key is already registered", RelyingParty: req.RP.ID}, setStatus)
+	if errors.Is(err, ctap2.ErrKeepaliveCancel) {
+		return err
+	}
+	return ctap2.ErrCredentialExcluded
+}
 
 func credProtectExtension(ext map[string]cbor.RawMessage) (uint8, error) {
 	raw, ok := ext["credProtect"]

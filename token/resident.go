@@ -15,8 +15,11 @@ type ResidentStore interface {
 	Exists(rpID string, userID []byte) bool
 	// All returns every credential, newest first.
 	All() ([]credstore.Credential, error)
-	// Delete removes the credential with this credential ID.
+	// Delete removes the credential with this credential ID, for good.
 	Delete(id []byte) error
+	// Revoked reports whether id named a credential that was deleted or
+	// replaced: such an ID never signs again.
+	Revoked(id []byte) bool
 	// Remaining is how many more credentials fit.
 	Remaining() int
 }

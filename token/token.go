@@ -15,17 +15,18 @@ import (
 // Keys is what the token needs from the TPM (package tpm's Engine, through
 // TPMKeys). Credential keys are only usable inside the callbacks.
 type Keys interface {
-	// NewCredential creates a key bound to rp and calls fn with its
-	// credential ID and the key.
-	NewCredential(rp [32]byte, fn func(id []byte, k crypto.Signer) error) error
+	// NewCredential creates a key bound to rp and p and calls fn with its
+	// credential ID and the key. The ID carries p, authenticated.
+	NewCredential(rp [32]byte, p CredentialPolicy, fn func(id []byte, k crypto.Signer) error) error
 	// UseCredential loads a credential bound to rp. A credential that is not
 	// ours for rp fails with an error wrapping ErrUnknownCredential.
 	UseCredential(id []byte, rp [32]byte, fn func(crypto.Signer) error) error
-	// Precheck tells, without the TPM, whether id could be a credential of
-	// ours for rp (nil) or certainly is not (ErrUnknownCredential). The
-	// token asks it before prompting the user, so that nobody is asked to
-	// approve a request that cannot succeed.
-	Precheck(id []byte, rp [32]byte) error
+	// Inspect tells, without the TPM, whether id is a credential of ours
+	// for rp and the policy it carries, or certainly is not
+	// (ErrUnknownCredential). A legacy ID (made before IDs carried a
+	// policy) has the zero policy and may still be another
+	// installation's: only UseCredential can tell.
+	Inspect(id []byte, rp [32]byte) (p CredentialPolicy, legacy bool, err error)
 	// NextCounter returns a signature counter value greater than all before.
 	NextCounter() (uint32, error)
 }

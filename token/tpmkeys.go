@@ -12,8 +12,8 @@ import (
 type TPMKeys struct{ Engine *tpm.Engine }
 
 // NewCredential implements Keys.
-func (t TPMKeys) NewCredential(rp [32]byte, fn func(id []byte, k crypto.Signer) error) error {
-	_, err := t.Engine.NewCredential(rp, func(k *tpm.Key) error { return fn(k.CredentialID(), k) })
+func (t TPMKeys) NewCredential(rp [32]byte, p CredentialPolicy, fn func(id []byte, k crypto.Signer) error) error {
+	_, err := t.Engine.CreateCredential(rp, tpm.Policy(p), func(k *tpm.Key) error { return fn(k.CredentialID(), k) })
 	return err
 }
 
@@ -32,12 +32,13 @@ func (t TPMKeys) CredRandom(id []byte, uv bool) ([]byte, error) { return t.Engin
 // NextCounter implements Keys.
 func (t TPMKeys) NextCounter() (uint32, error) { return t.Engine.NextCounter() }
 
-// Precheck implements Keys.
-func (t TPMKeys) Precheck(id []byte, rp [32]byte) error {
-	if _, err := tpm.CredentialPublicKey(id, rp); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnknownCredential, err)
+// Inspect implements Keys.
+func (t TPMKeys) Inspect(id []byte, rp [32]byte) (CredentialPolicy, bool, error) {
+	info, err := t.Engine.Inspect(id, rp)
+	if err != nil {
+		return CredentialPolicy{}, false, fmt.Errorf("%w: %w", ErrUnknownCredential, err)
 	}
-	return nil
+	return CredentialPolicy(info.Policy), info.Legacy, nil
 }
 
 // TPMPIN adapts a tpm.Engine to PINStore: the PIN is a TPM PIN-fail NV

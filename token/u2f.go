@@ -1,6 +1,7 @@
 package token
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -90,7 +91,7 @@ func (a *Authenticator) register(ctx context.Context, apdu *APDU) ([]byte, error
 		return nil, apduErr(SWConditionsNotSatisfied, err.Error())
 	}
 	var rsp []byte
-	err := a.keys.NewCredential(app, func(id []byte, k crypto.Signer) error {
+	err := a.keys.NewCredential(app, CredentialPolicy{}, func(id []byte, k crypto.Signer) error {
 		pub, ok := k.Public().(*ecdsa.PublicKey)
 		if !ok {
 			return errors.New("credential key is not ECDSA")
@@ -141,12 +142,15 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	var up byte
 	switch apdu.P1 {
 	case authCheckOnly:
-		err := a.keys.UseCredential(handle, app, func(crypto.Signer) error { return nil })
-		if err == nil {
-			// "Despite the name this signals success" (section 5.1).
-			return nil, apduErr(SWConditionsNotSatisfied, "check-only: key handle is ours")
+		c, err := a.u2fCredential(handle, app)
+		if err != nil {
+			return nil, err
 		}
-		return nil, credentialErr(err)
+		if mine, err := a.confirm(c, app); err != nil || !mine {
+			return nil, credentialErr(cmp.Or(err, ErrUnknownCredential))
+		}
+		// "Despite the name this signals success" (section 5.1).
+		return nil, apduErr(SWConditionsNotSatisfied, "check-only: key handle is ours")
 	case authEnforcePresence:
 		up = 1
 	case authDontEnforcePresence:
@@ -162,12 +166,13 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	if err := a.checkReplay(replayKey, AppIDName(app)); err != nil {
 		return nil, apduErr(SWWrongData, err.Error())
 	}
+	// Presence is asked only for a handle that can be ours: never prompt
+	// the user for a request that cannot succeed. And a handle that is
+	// deleted, or credProtect 3, signs nothing, presence or not.
+	if _, err := a.u2fCredential(handle, app); err != nil {
+		return nil, err
+	}
 	if up == 1 {
-		// Presence is asked only for a handle that can be ours: never
-		// prompt the user for a request that cannot succeed.
-		if err := a.keys.Precheck(handle, app); err != nil {
-			return nil, credentialErr(err)
-		}
 		if a.Locked() {
 			return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
 		}
@@ -230,6 +235,18 @@ func (a *Authenticator) sign(handle []byte, app [32]byte, challenge []byte, up b
 		return nil, err
 	}
 	return append(append([]byte{up}, ctr[:]...), sig...), nil
+}
+
+// u2fCredential finds a key handle for U2F: ours, alive, and not
+// credProtect 3, which U2F, having no user verification, may never use
+// (CTAP 2.1 section 12.1; OpenSK's CTAP1 path filters such credentials the
+// same way). A legacy handle is confirmed by the TPM when it signs.
+func (a *Authenticator) u2fCredential(handle []byte, app [32]byte) (candidate, error) {
+	c, ok := a.named(handle, app)
+	if !ok || c.CredProtect >= credProtectUVRequired {
+		return candidate{}, credentialErr(ErrUnknownCredential)
+	}
+	return c, nil
 }
 
 func credentialErr(err error) error {

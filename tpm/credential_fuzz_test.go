@@ -2,6 +2,9 @@ package tpm
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"testing"
 
@@ -14,7 +17,7 @@ func FuzzParseCredential(f *testing.F) {
 	// only the TPM could tell it is forged.
 	tmpl := credentialTemplate(rp)
 	pub := tpm2.Marshal(tmpl)
-	good := (&credential{public: pub, private: bytes.Repeat([]byte{0xaa}, 110)}).id()
+	good := (&credential{public: pub, private: bytes.Repeat([]byte{0xaa}, 110)}).v1ID()
 	f.Add(good, false)
 	f.Add(good, true)
 	f.Add([]byte{1, 0, 0, 0, 0}, false)
@@ -24,7 +27,7 @@ func FuzzParseCredential(f *testing.F) {
 		if otherRP {
 			want[0] ^= 0xff
 		}
-		c, err := parseCredential(id, want)
+		c, err := parseCredentialV1(id, want)
 		if err != nil {
 			if !errors.Is(err, ErrForeignCredential) {
 				t.Fatalf("error %v is not ErrForeignCredential", err)
@@ -34,8 +37,45 @@ func FuzzParseCredential(f *testing.F) {
 		if otherRP {
 			t.Fatal("credential bound to one RP parsed for another")
 		}
-		if !bytes.Equal(c.id(), id) {
+		if !bytes.Equal(c.v1ID(), id) {
 			t.Fatal("accepted credential does not re-encode to the same bytes")
+		}
+	})
+}
+
+// FuzzParseCredentialV2 feeds version-2 IDs, valid ones (tagged under the
+// fuzzer's key) among them: only an ID whose every byte is what v2ID
+// writes is accepted, for its own RP only.
+func FuzzParseCredentialV2(f *testing.F) {
+	idKey := &[32]byte{9, 9, 9}
+	rp := [32]byte{1, 2, 3}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, policy := range []byte{0, 1, 2 | 4, 3 | 4} {
+		f.Add(v2ID(idKey, rp, policy, k.Public().(*ecdsa.PublicKey), bytes.Repeat([]byte{0xaa}, 126)), false)
+	}
+	f.Add(v2ID(idKey, rp, 0, k.Public().(*ecdsa.PublicKey), []byte{1}), true)
+	f.Add([]byte{2, 0, 1}, false)
+	f.Fuzz(func(t *testing.T, id []byte, otherRP bool) {
+		want := rp
+		if otherRP {
+			want[0] ^= 0xff
+		}
+		c, err := parseCredentialV2(id, want, idKey)
+		if err != nil {
+			if !errors.Is(err, ErrForeignCredential) {
+				t.Fatalf("error %v is not ErrForeignCredential", err)
+			}
+			return
+		}
+		if otherRP {
+			t.Fatal("credential tagged for one RP parsed for another")
+		}
+		policy, _ := c.info.Policy.byte()
+		if got := v2ID(idKey, want, policy, c.pub, c.private); !bytes.Equal(got, id) {
+			t.Fatal("accepted credential does not re-encode to the same bytes")
+		}
+		if _, err := parseCredentialV2(id, want, &[32]byte{1}); err == nil {
+			t.Fatal("credential accepted under another installation's key")
 		}
 	})
 }

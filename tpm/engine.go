@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -50,6 +51,9 @@ type Engine struct {
 	srkPub  tpm2.TPMTPublic
 	pool    *sessionPool
 	counter counterState
+	// idKey authenticates credential IDs (credentialid.go); replaced
+	// whole when the identity changes.
+	idKey atomic.Pointer[[32]byte]
 }
 
 // New opens an engine over t for the installation id. It creates the
@@ -92,6 +96,10 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 		return nil, id, err
 	}
 	if err := e.provisionHMACKey(); err != nil {
+		e.closeLocked()
+		return nil, id, err
+	}
+	if err := e.deriveIDKey(); err != nil {
 		e.closeLocked()
 		return nil, id, err
 	}
@@ -394,7 +402,11 @@ func (e *Engine) Reset() (Identity, error) {
 	}
 	e.pool.rebind(e.srk.Handle, e.srkPub)
 	e.id.HMACKey = nil
+	e.idKey.Store(nil)
 	if err := e.provisionHMACKey(); err != nil {
+		return e.id, err
+	}
+	if err := e.deriveIDKey(); err != nil {
 		return e.id, err
 	}
 	e.log.Warn("tpm: identity reset: every credential made before is gone")

@@ -79,14 +79,18 @@ func TestForeignCredentialsRejectedWithoutTPM(t *testing.T) {
 
 	cases := map[string][]byte{
 		"empty":     {},
-		"version":   append([]byte{2}, id[1:]...),
+		"version":   append([]byte{3}, id[1:]...), // an unknown version
+		"v1 header": append([]byte{1}, id[1:]...),
 		"truncated": id[:len(id)-1],
 		"trailing":  append(append([]byte{}, id...), 0),
 		"long":      make([]byte, 300),
 	}
 	flipped := append([]byte{}, id...)
-	flipped[40] ^= 1 // inside the public area's authPolicy
+	flipped[40] ^= 1 // inside the public point
 	cases["public bit flip"] = flipped
+	policy := append([]byte{}, id...)
+	policy[1] = 3 // credProtect 3: the tag no longer matches
+	cases["policy raised"] = policy
 	before := meter.Snapshot()
 	for name, bad := range cases {
 		if _, err := sign(e, bad, rp("example.org"), "x"); !errors.Is(err, tpm.ErrForeignCredential) {

@@ -72,25 +72,50 @@ func (e *Engine) CredRandom(credentialID []byte, uv bool) ([]byte, error) {
 	msg := append([]byte("tpm-u2f CredRandom v1"), boolByte(uv))
 	msg = append(msg, idHash[:]...)
 	var out []byte
-	err := e.op(func() error {
-		return e.withWrapped(e.id.HMACKey, ErrNoHMACKey, tpm2.AESEncryption(128, tpm2.EncryptInOut), func(h tpm2.TPMHandle, name tpm2.TPM2BName, sess tpm2.Session) error {
-			return e.do("HMAC", func() error {
-				rsp, err := tpm2.Hmac{
-					Handle:  tpm2.AuthHandle{Handle: h, Name: name, Auth: sess},
-					Buffer:  tpm2.TPM2BMaxBuffer{Buffer: msg},
-					HashAlg: tpm2.TPMAlgSHA256,
-				}.Execute(e.t)
-				if err == nil {
-					out = rsp.OutHMAC.Buffer
-				}
-				return err
-			})
+	err := e.op(func() (err error) {
+		out, err = e.hmac(msg)
+		return err
+	})
+	return out, err
+}
+
+// hmac is TPM2_HMAC under the installation's keyed-hash key, its input and
+// output encrypted on the bus. Called inside op (or with e.mu held).
+func (e *Engine) hmac(msg []byte) ([]byte, error) {
+	var out []byte
+	err := e.withWrapped(e.id.HMACKey, ErrNoHMACKey, tpm2.AESEncryption(128, tpm2.EncryptInOut), func(h tpm2.TPMHandle, name tpm2.TPM2BName, sess tpm2.Session) error {
+		return e.do("HMAC", func() error {
+			rsp, err := tpm2.Hmac{
+				Handle:  tpm2.AuthHandle{Handle: h, Name: name, Auth: sess},
+				Buffer:  tpm2.TPM2BMaxBuffer{Buffer: msg},
+				HashAlg: tpm2.TPMAlgSHA256,
+			}.Execute(e.t)
+			if err == nil {
+				out = rsp.OutHMAC.Buffer
+			}
+			return err
 		})
 	})
 	if err == nil && len(out) != 32 {
 		return nil, fmt.Errorf("tpm: HMAC returned %d bytes", len(out))
 	}
 	return out, err
+}
+
+// deriveIDKey derives the key of credential ID tags (credentialid.go)
+// from the installation's keyed-hash key, once per identity: at start and
+// after a reset. It lives in memory only; a new identity (new HMAC key)
+// makes every tag of the old one fail. Called with e.mu held.
+func (e *Engine) deriveIDKey() error {
+	out, err := e.hmac([]byte("tpm-u2f credential id key v1"))
+	if err != nil {
+		return err
+	}
+	var k [32]byte
+	copy(k[:], out)
+	clear(out)
+	e.idKey.Store(&k)
+	return nil
 }
 
 func boolByte(b bool) byte {

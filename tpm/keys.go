@@ -3,12 +3,9 @@ package tpm
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/asn1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -16,123 +13,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 )
-
-// Credential ID layout, version 1 (all integers big-endian):
-//
-//	0      1 byte   version (1)
-//	1      2 bytes  size of the TPMT_PUBLIC that follows
-//	3      n bytes  TPMT_PUBLIC of the credential key
-//	3+n    2 bytes  size of the TPM2B_PRIVATE contents that follow
-//	5+n    m bytes  the private blob, encrypted and integrity-protected by
-//	                the storage primary
-//
-// With a P-256 key that is 251 bytes, within the 255 a U2F key handle may
-// have. The relying party binding is the key's authPolicy (see binding):
-// the public area is covered by the private blob's integrity HMAC, so
-// nobody can move a key to another relying party without the TPM refusing
-// to load it, and we can compare it before we ask the TPM anything.
-const credentialVersion = 1
-
-// MaxCredentialIDLength bounds what we accept before parsing.
-const MaxCredentialIDLength = 255
-
-// Binding returns the authPolicy that ties a credential key to one relying
-// party (rpIdHash for CTAP2, the appID hash for U2F). It is never satisfied
-// as a policy: the key is used through its (empty) authValue; the field only
-// carries the binding inside the TPM-protected public area.
-func Binding(rp [32]byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("tpm-u2f credential binding v1\x00"))
-	h.Write(rp[:])
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}
-
-var credentialAttributes = tpm2.TPMAObject{
-	FixedTPM:            true,
-	FixedParent:         true,
-	SensitiveDataOrigin: true,
-	UserWithAuth:        true,
-	NoDA:                true, // a failed HMAC is a session fault, never a lockout step
-	SignEncrypt:         true,
-}
-
-func credentialTemplate(rp [32]byte) tpm2.TPMTPublic {
-	b := Binding(rp)
-	return tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgECC,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: credentialAttributes,
-		AuthPolicy:       tpm2.TPM2BDigest{Buffer: b[:]},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Scheme: tpm2.TPMTECCScheme{
-				Scheme:  tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			CurveID: tpm2.TPMECCNistP256,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-			X: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)},
-			Y: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)},
-		}),
-	}
-}
-
-// credential is a parsed credential ID.
-type credential struct {
-	public  []byte // TPMT_PUBLIC
-	private []byte // TPM2B_PRIVATE contents
-	pub     *ecdsa.PublicKey
-}
-
-// publicLayout is our credential template marshalled with a zero binding
-// and a zero point. Every public area we make has exactly this layout; a
-// credential's public area must equal it except for the binding (which
-// must be rp's) and the point, so checking one is a byte comparison — no
-// general TPM structure decoder ever sees untrusted bytes.
-var publicLayout = tpm2.Marshal(credentialTemplate([32]byte{}))
-
-const (
-	policyOffset = 2 + 2 + 4 + 2 // type, nameAlg, objectAttributes, authPolicy size
-	pointSize    = 2 + 32 + 2 + 32
-)
-
-// parseCredential checks a credential ID against rp without the TPM. Every
-// failure is ErrForeignCredential.
-func parseCredential(id []byte, rp [32]byte) (*credential, error) {
-	if len(id) < 5 || len(id) > MaxCredentialIDLength || id[0] != credentialVersion {
-		return nil, ErrForeignCredential
-	}
-	n := int(binary.BigEndian.Uint16(id[1:3]))
-	if 3+n+2 > len(id) {
-		return nil, ErrForeignCredential
-	}
-	m := int(binary.BigEndian.Uint16(id[3+n : 5+n]))
-	if 5+n+m != len(id) || m == 0 {
-		return nil, ErrForeignCredential
-	}
-	c := &credential{public: id[3 : 3+n], private: id[5+n:]}
-	pub := c.public
-	if len(pub) != len(publicLayout) {
-		return nil, ErrForeignCredential
-	}
-	binding := Binding(rp)
-	point := len(pub) - pointSize
-	if !bytes.Equal(pub[:policyOffset], publicLayout[:policyOffset]) ||
-		!bytes.Equal(pub[policyOffset:policyOffset+32], binding[:]) ||
-		!bytes.Equal(pub[policyOffset+32:point], publicLayout[policyOffset+32:point]) ||
-		pub[point] != 0 || pub[point+1] != 32 || pub[point+34] != 0 || pub[point+35] != 32 {
-		return nil, ErrForeignCredential
-	}
-	x, y := pub[point+2:point+34], pub[point+36:]
-	raw := append(append([]byte{4}, x...), y...)
-	if _, err := ecdh.P256().NewPublicKey(raw); err != nil {
-		return nil, ErrForeignCredential
-	}
-	c.pub = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-	return c, nil
-}
 
 func eccPublic(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 	parms, err := pub.Parameters.ECCDetail()
@@ -143,20 +23,7 @@ func eccPublic(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 	if err != nil || len(pt.X.Buffer) != 32 || len(pt.Y.Buffer) != 32 {
 		return nil, errors.New("tpm: bad ECC point")
 	}
-	raw := append(append([]byte{4}, pt.X.Buffer...), pt.Y.Buffer...)
-	if _, err := ecdh.P256().NewPublicKey(raw); err != nil {
-		return nil, errors.New("tpm: point not on P-256")
-	}
-	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(pt.X.Buffer), Y: new(big.Int).SetBytes(pt.Y.Buffer)}, nil
-}
-
-func (c *credential) id() []byte {
-	out := make([]byte, 0, 5+len(c.public)+len(c.private))
-	out = append(out, credentialVersion)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(c.public)))
-	out = append(out, c.public...)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(c.private)))
-	return append(out, c.private...)
+	return p256Point(pt.X.Buffer, pt.Y.Buffer)
 }
 
 // Key is a credential key loaded in the TPM for the duration of a
@@ -215,18 +82,44 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 	})
 }
 
-// NewCredential creates a P-256 signing key inside the TPM, bound to rp,
-// calls fn with it loaded (its credential ID is known by then, since U2F
-// signs over it), flushes it and returns the credential ID.
+// NewCredential is CreateCredential with no policy: a U2F registration.
 func (e *Engine) NewCredential(rp [32]byte, fn func(*Key) error) ([]byte, error) {
+	return e.CreateCredential(rp, Policy{}, fn)
+}
+
+// CreateCredential creates a P-256 signing key inside the TPM, bound to rp
+// and p, calls fn with it loaded (its credential ID is known by then, since
+// U2F signs over it), flushes it and returns the credential ID.
+func (e *Engine) CreateCredential(rp [32]byte, p Policy, fn func(*Key) error) ([]byte, error) {
+	policy, err := p.byte()
+	if err != nil {
+		return nil, err
+	}
 	var id []byte
-	err := e.op(func() error {
-		c, h, name, err := e.createLoaded(rp)
+	err = e.op(func() error {
+		idKey := e.idKey.Load()
+		if idKey == nil {
+			return errors.New("tpm: no credential ID key")
+		}
+		tmpl := p256Template(bindingV2(rp, policy, algES256ID), nil, nil)
+		pub, priv, h, name, err := e.createLoaded(tmpl)
 		if err != nil {
 			return err
 		}
-		k := &Key{id: c.id(), e: e, handle: h, name: name, pub: c.pub}
-		defer func() { e.flush(h); k.handle = 0 }()
+		defer e.flush(h)
+		key, err := eccPublic(pub)
+		if err != nil {
+			return err
+		}
+		// The ID does not carry the public area: parsing rebuilds it from
+		// the template, and TPM2_Load would refuse anything but these exact
+		// bytes. Check now that the rebuilt area is the one the TPM made.
+		c, err := parseCredentialV2(v2ID(idKey, rp, policy, key, priv.Buffer), rp, idKey)
+		if err != nil || !bytes.Equal(c.public, tpm2.Marshal(*pub)) {
+			return errors.New("tpm: the TPM made a public area our credential ID cannot rebuild")
+		}
+		k := &Key{id: v2ID(idKey, rp, policy, key, priv.Buffer), e: e, handle: h, name: name, pub: key}
+		defer func() { k.handle = 0 }()
 		if err := fn(k); err != nil {
 			return err
 		}
@@ -236,9 +129,9 @@ func (e *Engine) NewCredential(rp [32]byte, fn func(*Key) error) ([]byte, error)
 	return id, err
 }
 
-func (e *Engine) createLoaded(rp [32]byte) (*credential, tpm2.TPMHandle, tpm2.TPM2BName, error) {
+// createLoaded creates and loads a child of the storage primary from tmpl.
+func (e *Engine) createLoaded(tmpl tpm2.TPMTPublic) (*tpm2.TPMTPublic, tpm2.TPM2BPrivate, tpm2.TPMHandle, tpm2.TPM2BName, error) {
 	parent := tpm2.AuthHandle{Handle: e.srk.Handle, Name: e.srk.Name, Auth: tpm2.PasswordAuth(nil)}
-	tmpl := credentialTemplate(rp)
 	var (
 		pub2B  tpm2.TPM2BPublic
 		priv   tpm2.TPM2BPrivate
@@ -267,19 +160,14 @@ func (e *Engine) createLoaded(rp [32]byte) (*credential, tpm2.TPMHandle, tpm2.TP
 		}
 	}
 	if err != nil {
-		return nil, 0, name, err
+		return nil, priv, 0, name, err
 	}
 	pub, err := pub2B.Contents()
 	if err != nil {
 		e.flush(handle)
-		return nil, 0, name, fmt.Errorf("tpm: parse created public: %w", err)
+		return nil, priv, 0, name, fmt.Errorf("tpm: parse created public: %w", err)
 	}
-	c := &credential{public: tpm2.Marshal(*pub), private: priv.Buffer}
-	if c.pub, err = eccPublic(pub); err != nil {
-		e.flush(handle)
-		return nil, 0, name, err
-	}
-	return c, handle, name, nil
+	return pub, priv, handle, name, nil
 }
 
 func (e *Engine) load(pub tpm2.TPM2BPublic, priv tpm2.TPM2BPrivate) (tpm2.TPMHandle, tpm2.TPM2BName, error) {
@@ -298,13 +186,35 @@ func (e *Engine) load(pub tpm2.TPM2BPublic, priv tpm2.TPM2BPrivate) (tpm2.TPMHan
 	return rsp.ObjectHandle, rsp.Name, nil
 }
 
+// parseCredential checks id against rp without the TPM: exactly for a
+// version-2 ID, by its RP binding for a version-1 one. Every failure is
+// ErrForeignCredential.
+func (e *Engine) parseCredential(id []byte, rp [32]byte) (*credential, error) {
+	if len(id) > 0 && id[0] == credentialV2 {
+		return parseCredentialV2(id, rp, e.idKey.Load())
+	}
+	return parseCredentialV1(id, rp)
+}
+
+// Inspect tells, without the TPM, whether id is a credential of this
+// installation for rp and what it says of its use. ErrForeignCredential
+// means certainly not ours; a version-1 ID that passes (Legacy) may still
+// be another installation's, which only UseCredential can tell.
+func (e *Engine) Inspect(id []byte, rp [32]byte) (CredentialInfo, error) {
+	c, err := e.parseCredential(id, rp)
+	if err != nil {
+		return CredentialInfo{}, err
+	}
+	return c.info, nil
+}
+
 // loadCredential checks id against rp, then loads it. A credential that
 // passes the checks but that the TPM will not load (made under another
 // primary, or altered) is ErrForeignCredential too; TPM2_Load authorizes
 // only the parent (the storage primary, NoDA, empty auth), so this never
 // counts towards dictionary-attack lockout.
 func (e *Engine) loadCredential(id []byte, rp [32]byte) (*Key, error) {
-	c, err := parseCredential(id, rp)
+	c, err := e.parseCredential(id, rp)
 	if err != nil {
 		return nil, err
 	}
@@ -343,14 +253,4 @@ func (e *Engine) UseCredential(id []byte, rp [32]byte, fn func(*Key) error) erro
 // check-only authenticate and CTAP2's excludeList need that.
 func (e *Engine) CheckCredential(id []byte, rp [32]byte) error {
 	return e.UseCredential(id, rp, func(*Key) error { return nil })
-}
-
-// CredentialPublicKey returns the public key in a credential ID bound to
-// rp, without the TPM.
-func CredentialPublicKey(id []byte, rp [32]byte) (*ecdsa.PublicKey, error) {
-	c, err := parseCredential(id, rp)
-	if err != nil {
-		return nil, err
-	}
-	return c.pub, nil
 }

@@ -1,0 +1,11 @@
+package tpm
+
+// RetagForTest rewrites a version-2 ID's policy byte and recomputes its
+// tag with e's key: what someone who stole the tag key could forge.
+func RetagForTest(e *Engine, id []byte, rp [32]byte, policy byte) []byte {
+	out := append([]byte(nil), id...)
+	out[1] = policy
+	body := out[:len(out)-v2TagSize]
+	copy(out[len(body):], idTag(e.idKey.Load(), rp, body))
+	return out
+}
