@@ -3,6 +3,7 @@
 python-fido2's Ctap2 class, and verifies the attestation and assertions
 with python-fido2's own verifiers. Usage: ctap2_udp.py HOST PORT."""
 import hashlib
+import os
 import sys
 
 from fido2.attestation import Attestation
@@ -68,6 +69,20 @@ def main():
     check("excluded credential gets CREDENTIAL_EXCLUDED",
           code(ctap.make_credential, cdh, rp, user, [{"type": "public-key", "alg": -7}], exclude_list=desc)
           == CtapError.ERR.CREDENTIAL_EXCLUDED)
+    # Every allowList entry is considered: a credential of another key
+    # (here, one shaped like ours) named first does not hide ours.
+    foreign = {"type": "public-key", "id": bytes([2, 0, 1]) + os.urandom(64 + 126 + 16)}
+    h = hashlib.sha256(b"foreign first").digest()
+    a = ctap.get_assertion("example.com", h, [foreign] + desc)
+    check("allowList [foreign, ours] signs with ours", a.credential["id"] == cred.credential_id)
+    # credProtect comes with the credential ID: a non-discoverable
+    # credProtect=3 credential needs UV even when named.
+    att_uv = ctap.make_credential(hashlib.sha256(b"cp3").digest(), rp, {"id": b"user-uv", "name": "uv"},
+                                  [{"type": "public-key", "alg": -7}], extensions={"credProtect": 3})
+    desc_uv = [{"type": "public-key", "id": att_uv.auth_data.credential_data.credential_id}]
+    check("non-discoverable credProtect=3 named without UV gets NO_CREDENTIALS",
+          code(ctap.get_assertion, "example.com", hashlib.sha256(b"cp3 assert").digest(), desc_uv)
+          == CtapError.ERR.NO_CREDENTIALS)
     check("RS256-only request gets UNSUPPORTED_ALGORITHM",
           code(ctap.make_credential, cdh, rp, user, [{"type": "public-key", "alg": -257}])
           == CtapError.ERR.UNSUPPORTED_ALGORITHM)
@@ -76,11 +91,12 @@ def main():
     # allowList, the second through getNextAssertion.
     check("getInfo says rk", info.options.get("rk") is True, str(info.options))
     rp2 = {"id": "passkeys.example", "name": "Passkeys"}
-    keys = {}
+    keys, ids = {}, {}
     for uid, name in ((b"user-a", "ann"), (b"user-b", "ben")):
         att = ctap.make_credential(hashlib.sha256(name.encode()).digest(), rp2, {"id": uid, "name": name},
                                    [{"type": "public-key", "alg": -7}], options={"rk": True})
         keys[uid] = att.auth_data.credential_data.public_key
+        ids[uid] = att.auth_data.credential_data.credential_id
     # A credProtect=3 (UV required) credential must not be discoverable without UV.
     att3 = ctap.make_credential(cdh, rp2, {"id": b"user-c", "name": "cat"}, [{"type": "public-key", "alg": -7}],
                                 extensions={"credProtect": 3}, options={"rk": True})
@@ -108,6 +124,9 @@ def main():
                          [{"type": "public-key", "alg": -7}], options={"rk": True})
     again = ctap.get_assertion("passkeys.example", hashlib.sha256(b"discover 2").digest())
     check("same RP and user replaces, not adds", again.number_of_credentials == 2, str(again.number_of_credentials))
+    check("the replaced credential never signs again, even when named",
+          code(ctap.get_assertion, "passkeys.example", hashlib.sha256(b"replaced").digest(),
+               [{"type": "public-key", "id": ids[b"user-a"]}]) == CtapError.ERR.NO_CREDENTIALS)
 
     print("python-fido2 ctap2 interop: %d passed, %d failed" % (u2f_udp.passed, u2f_udp.failed))
     return 1 if u2f_udp.failed else 0
