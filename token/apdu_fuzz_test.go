@@ -50,7 +50,7 @@ type memoryKeys struct {
 	ctr  uint32
 }
 
-func (m *memoryKeys) NewCredential(rp [32]byte, _ token.CredentialPolicy, fn func([]byte, crypto.Signer) error) error {
+func (m *memoryKeys) NewCredential(rp [32]byte, _ int64, _ token.CredentialPolicy, fn func([]byte, crypto.Signer) error) error {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	m.keys, m.rps = append(m.keys, k), append(m.rps, rp)
 	return fn([]byte{byte(len(m.keys) - 1)}, k)
@@ -76,6 +76,8 @@ func (m *memoryKeys) Inspect(id []byte, rp [32]byte) (token.CredentialPolicy, bo
 	return token.CredentialPolicy{}, false, err
 }
 
+func (m *memoryKeys) Algorithms() []int64 { return []int64{-7} }
+
 func (m *memoryKeys) NextCounter() (uint32, error) { m.ctr++; return m.ctr, nil }
 
 func FuzzHandleAPDU(f *testing.F) {
@@ -89,7 +91,7 @@ func FuzzHandleAPDU(f *testing.F) {
 		keys := &memoryKeys{}
 		a := token.New(token.Config{Keys: keys, Presence: presence.Always{}})
 		defer a.Close()
-		keys.NewCredential(app, token.CredentialPolicy{}, func([]byte, crypto.Signer) error { return nil })
+		keys.NewCredential(app, -7, token.CredentialPolicy{}, func([]byte, crypto.Signer) error { return nil })
 		rsp := a.HandleAPDU(context.Background(), msg)
 		if len(rsp) < 2 {
 			t.Fatalf("response without a status word: %x", rsp)

@@ -139,7 +139,7 @@ func TestCTAP2GetInfo(t *testing.T) {
 	if st != ctap2.OK || cbor.Unmarshal(body, &info) != nil {
 		t.Fatalf("getInfo: %v", st)
 	}
-	if len(info.AAGUID) != 16 || info.Options["rk"] || !info.Options["up"] || info.Options["plat"] || info.MaxCredentialIDLength != 255 {
+	if len(info.AAGUID) != 16 || info.Options["rk"] || !info.Options["up"] || info.Options["plat"] || info.MaxCredentialIDLength != tpm.MaxCredentialIDLength {
 		t.Fatalf("getInfo: %+v", info)
 	}
 	if _, claims := info.Options["clientPin"]; claims {
@@ -255,7 +255,7 @@ func TestCTAP2Errors(t *testing.T) {
 		{"no algorithms", ctap2.CmdMakeCredential, map[int]any{4: nil}, ctap2.ErrMissingParameter},
 		{"rp is a string", ctap2.CmdMakeCredential, map[int]any{2: "example.org"}, ctap2.ErrCBORUnexpectedType},
 		{"clientDataHash is text", ctap2.CmdMakeCredential, map[int]any{1: "abc"}, ctap2.ErrCBORUnexpectedType},
-		{"RS256 only", ctap2.CmdMakeCredential, map[int]any{4: []map[string]any{{"type": "public-key", "alg": -257}}}, ctap2.ErrUnsupportedAlg},
+		{"EdDSA only (no TPM here has it)", ctap2.CmdMakeCredential, map[int]any{4: []map[string]any{{"type": "public-key", "alg": -8}}}, ctap2.ErrUnsupportedAlg},
 		{"alg without type", ctap2.CmdMakeCredential, map[int]any{4: []map[string]any{{"alg": -7}}}, ctap2.ErrMissingParameter},
 		{"rk", ctap2.CmdMakeCredential, map[int]any{7: map[string]bool{"rk": true}}, ctap2.ErrUnsupportedOption},
 		{"uv", ctap2.CmdMakeCredential, map[int]any{7: map[string]bool{"uv": true}}, ctap2.ErrInvalidOption},

@@ -142,7 +142,11 @@ func rpResponse(c credstore.Credential, total uint64) ([]byte, error) {
 
 func credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	rpHash := sha256.Sum256([]byte(c.RPID))
-	pub, err := tpm.CredentialPublicKey(c.ID, rpHash)
+	pub, alg, err := tpm.CredentialPublicKey(c.ID, rpHash)
+	if err != nil {
+		return nil, errors.Join(ctap2.ErrOther, err)
+	}
+	cose, err := credentialPublicKey(pub, int64(alg))
 	if err != nil {
 		return nil, errors.Join(ctap2.ErrOther, err)
 	}
@@ -150,7 +154,7 @@ func credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	rsp := ctap2.CredMgmtResponse{
 		User:         &ctap2.UserEntity{ID: c.UserID, Name: c.UserName, DisplayName: c.DisplayName},
 		CredentialID: &ctap2.CredentialDescriptor{Type: "public-key", ID: c.ID},
-		PublicKey:    coseKey(pub, ctap2.AlgES256),
+		PublicKey:    cose,
 		CredProtect:  &level,
 	}
 	if total > 0 {

@@ -3,7 +3,6 @@ package token
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"time"
@@ -150,10 +149,9 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 		return nil, err
 	}
 	authData := append(authenticatorData(rpHash, flags, counter), extOut...)
-	d := sha256.Sum256(append(append([]byte(nil), authData...), cdh...))
 	var sig []byte
 	err = a.keys.UseCredential(c.ID, rpHash, func(k crypto.Signer) (err error) {
-		sig, err = k.Sign(rand.Reader, d[:], crypto.SHA256)
+		sig, err = signWith(k, append(append([]byte(nil), authData...), cdh...))
 		return err
 	})
 	if errors.Is(err, ErrUnknownCredential) {

@@ -18,9 +18,9 @@ func (a *Authenticator) info() ctap2.Info {
 		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
 		MaxMsgSize:               7609,
 		MaxCredentialCountInList: 8,
-		MaxCredentialIDLength:    255,
+		MaxCredentialIDLength:    maxCredentialIDLength,
 		Transports:               []string{"usb"},
-		Algorithms:               []ctap2.CredentialParameter{{Type: "public-key", Alg: ctap2.AlgES256}},
+		Algorithms:               a.algorithms(),
 		FirmwareVersion:          1,
 	}
 	if a.cfg.Resident != nil {
@@ -48,4 +48,18 @@ func (a *Authenticator) info() ctap2.Info {
 		}
 	}
 	return info
+}
+
+// maxCredentialIDLength is WebAuthn's limit on credential IDs; ours stay
+// within it for every algorithm (package tpm's MaxCredentialIDLength).
+const maxCredentialIDLength = 1023
+
+// algorithms is getInfo's list: exactly what this TPM can make, in our
+// order of preference.
+func (a *Authenticator) algorithms() []ctap2.CredentialParameter {
+	var out []ctap2.CredentialParameter
+	for _, alg := range a.keys.Algorithms() {
+		out = append(out, ctap2.CredentialParameter{Type: "public-key", Alg: alg})
+	}
+	return out
 }

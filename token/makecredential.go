@@ -3,11 +3,10 @@ package token
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -20,14 +19,16 @@ import (
 // 6.1.2) for non-discoverable credentials with packed self-attestation.
 func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCredentialRequest, setStatus func(byte)) ([]byte, error) {
 	setStatus(statusProcessing)
-	alg := false
+	// Section 6.1.2 step 3: the first algorithm of the RP's list, in its
+	// order of preference, that this TPM can do.
+	alg, ok := int64(0), false
 	for _, p := range req.PubKeyCredParams {
-		if p.Type == "public-key" && p.Alg == ctap2.AlgES256 {
-			alg = true
+		if p.Type == "public-key" && slices.Contains(a.keys.Algorithms(), p.Alg) {
+			alg, ok = p.Alg, true
 			break
 		}
 	}
-	if !alg {
+	if !ok {
 		return nil, ctap2.ErrUnsupportedAlg
 	}
 	rk := ctap2.Option(req.Options, "rk", false)
@@ -97,12 +98,8 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	var credID []byte
 	var rsp ctap2.MakeCredentialResponse
 	policy := CredentialPolicy{CredProtect: credProtect, Discoverable: rk}
-	err = a.keys.NewCredential(rpHash, policy, func(id []byte, k crypto.Signer) error {
-		pub, ok := k.Public().(*ecdsa.PublicKey)
-		if !ok {
-			return errors.New("credential key is not ECDSA")
-		}
-		cose, err := ctap2.Marshal(coseKey(pub, ctap2.AlgES256))
+	err = a.keys.NewCredential(rpHash, alg, policy, func(id []byte, k crypto.Signer) error {
+		cose, err := credentialPublicKey(k.Public(), alg)
 		if err != nil {
 			return err
 		}
@@ -116,12 +113,11 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		// Packed self-attestation (WebAuthn section 8.2): the credential
 		// key signs authData || clientDataHash; no certificate, nothing
 		// shared between credentials.
-		d := sha256.Sum256(append(append([]byte(nil), authData...), req.ClientDataHash...))
-		sig, err := k.Sign(rand.Reader, d[:], crypto.SHA256)
+		sig, err := signWith(k, append(append([]byte(nil), authData...), req.ClientDataHash...))
 		if err != nil {
 			return err
 		}
-		rsp = ctap2.MakeCredentialResponse{Fmt: "packed", AuthData: authData, AttStmt: map[string]any{"alg": ctap2.AlgES256, "sig": sig}}
+		rsp = ctap2.MakeCredentialResponse{Fmt: "packed", AuthData: authData, AttStmt: map[string]any{"alg": alg, "sig": sig}}
 		return nil
 	})
 	if err != nil {
@@ -189,9 +185,4 @@ func credProtectExtension(ext map[string]cbor.RawMessage) (uint8, error) {
 		return 0, ctap2.ErrInvalidParameter
 	}
 	return uint8(level), nil
-}
-
-// coseKey is a P-256 public key as a COSE_Key with the given algorithm.
-func coseKey(pub *ecdsa.PublicKey, alg int64) *ctap2.COSEKey {
-	return &ctap2.COSEKey{Kty: 2, Alg: alg, Crv: 1, X: pub.X.FillBytes(make([]byte, 32)), Y: pub.Y.FillBytes(make([]byte, 32))}
 }

@@ -15,9 +15,13 @@ import (
 // Keys is what the token needs from the TPM (package tpm's Engine, through
 // TPMKeys). Credential keys are only usable inside the callbacks.
 type Keys interface {
-	// NewCredential creates a key bound to rp and p and calls fn with its
-	// credential ID and the key. The ID carries p, authenticated.
-	NewCredential(rp [32]byte, p CredentialPolicy, fn func(id []byte, k crypto.Signer) error) error
+	// NewCredential creates a key of COSE algorithm alg bound to rp and p
+	// and calls fn with its credential ID and the key. The ID carries p,
+	// authenticated.
+	NewCredential(rp [32]byte, alg int64, p CredentialPolicy, fn func(id []byte, k crypto.Signer) error) error
+	// Algorithms lists the COSE algorithms NewCredential can make, in
+	// order of preference; it asks the TPM nothing.
+	Algorithms() []int64
 	// UseCredential loads a credential bound to rp. A credential that is not
 	// ours for rp fails with an error wrapping ErrUnknownCredential.
 	UseCredential(id []byte, rp [32]byte, fn func(crypto.Signer) error) error

@@ -12,14 +12,28 @@ import (
 type TPMKeys struct{ Engine *tpm.Engine }
 
 // NewCredential implements Keys.
-func (t TPMKeys) NewCredential(rp [32]byte, p CredentialPolicy, fn func(id []byte, k crypto.Signer) error) error {
-	_, err := t.Engine.CreateCredential(rp, tpm.Policy(p), func(k *tpm.Key) error { return fn(k.CredentialID(), k) })
+func (t TPMKeys) NewCredential(rp [32]byte, alg int64, p CredentialPolicy, fn func(id []byte, k crypto.Signer) error) error {
+	_, err := t.Engine.CreateCredential(rp, tpm.Algorithm(alg), tpm.Policy(p), func(k *tpm.Key) error { return fn(k.CredentialID(), tpmKey{k}) })
 	return err
 }
 
+// Algorithms implements Keys.
+func (t TPMKeys) Algorithms() []int64 {
+	var out []int64
+	for _, a := range t.Engine.Algorithms() {
+		out = append(out, int64(a))
+	}
+	return out
+}
+
+// tpmKey is a tpm.Key that tells its COSE algorithm.
+type tpmKey struct{ *tpm.Key }
+
+func (k tpmKey) COSEAlgorithm() int64 { return int64(k.Algorithm()) }
+
 // UseCredential implements Keys.
 func (t TPMKeys) UseCredential(id []byte, rp [32]byte, fn func(k crypto.Signer) error) error {
-	err := t.Engine.UseCredential(id, rp, func(k *tpm.Key) error { return fn(k) })
+	err := t.Engine.UseCredential(id, rp, func(k *tpm.Key) error { return fn(tpmKey{k}) })
 	if errors.Is(err, tpm.ErrForeignCredential) {
 		return fmt.Errorf("%w: %w", ErrUnknownCredential, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 )
 
 // U2F instructions (FIDO U2F Raw Message Formats v1.2, section 4-6).
@@ -91,7 +92,7 @@ func (a *Authenticator) register(ctx context.Context, apdu *APDU) ([]byte, error
 		return nil, apduErr(SWConditionsNotSatisfied, err.Error())
 	}
 	var rsp []byte
-	err := a.keys.NewCredential(app, CredentialPolicy{}, func(id []byte, k crypto.Signer) error {
+	err := a.keys.NewCredential(app, ctap2.AlgES256, CredentialPolicy{}, func(id []byte, k crypto.Signer) error {
 		pub, ok := k.Public().(*ecdsa.PublicKey)
 		if !ok {
 			return errors.New("credential key is not ECDSA")

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"testing"
 
@@ -49,18 +50,24 @@ func FuzzParseCredential(f *testing.F) {
 func FuzzParseCredentialV2(f *testing.F) {
 	idKey := &[32]byte{9, 9, 9}
 	rp := [32]byte{1, 2, 3}
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecUnique := append(ec.X.FillBytes(make([]byte, 32)), ec.Y.FillBytes(make([]byte, 32))...)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p384Unique := append(p384.X.FillBytes(make([]byte, 48)), p384.Y.FillBytes(make([]byte, 48))...)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	for _, policy := range []byte{0, 1, 2 | 4, 3 | 4} {
-		f.Add(v2ID(idKey, rp, policy, k.Public().(*ecdsa.PublicKey), bytes.Repeat([]byte{0xaa}, 126)), false)
+		f.Add(v2ID(idKey, rp, policy, &keyTypes[0], ecUnique, bytes.Repeat([]byte{0xaa}, 126)), false)
 	}
-	f.Add(v2ID(idKey, rp, 0, k.Public().(*ecdsa.PublicKey), []byte{1}), true)
+	f.Add(v2ID(idKey, rp, 0, &keyTypes[1], p384Unique, []byte{1}), false)
+	f.Add(v2ID(idKey, rp, 0, &keyTypes[3], rsaKey.N.Bytes(), []byte{1, 2}), false)
+	f.Add(v2ID(idKey, rp, 0, &keyTypes[4], rsaKey.N.Bytes(), []byte{1, 2}), true)
 	f.Add([]byte{2, 0, 1}, false)
 	f.Fuzz(func(t *testing.T, id []byte, otherRP bool) {
 		want := rp
 		if otherRP {
 			want[0] ^= 0xff
 		}
-		c, err := parseCredentialV2(id, want, idKey)
+		_, err := parseCredentialV2(id, want, idKey)
 		if err != nil {
 			if !errors.Is(err, ErrForeignCredential) {
 				t.Fatalf("error %v is not ErrForeignCredential", err)
@@ -70,8 +77,8 @@ func FuzzParseCredentialV2(f *testing.F) {
 		if otherRP {
 			t.Fatal("credential tagged for one RP parsed for another")
 		}
-		policy, _ := c.info.Policy.byte()
-		if got := v2ID(idKey, want, policy, c.pub, c.private); !bytes.Equal(got, id) {
+		kt, policy, unique, private, _ := splitV2(id)
+		if got := v2ID(idKey, want, policy, kt, unique, private); !bytes.Equal(got, id) {
 			t.Fatal("accepted credential does not re-encode to the same bytes")
 		}
 		if _, err := parseCredentialV2(id, want, &[32]byte{1}); err == nil {

@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,13 +23,17 @@ import (
 //	0      1 byte   version (2)
 //	1      1 byte   policy: bits 0-1 credProtect level (0: none, 1-3),
 //	                bit 2 discoverable; other bits zero
-//	2      1 byte   algorithm (1: ES256 on P-256)
-//	3      64 bytes the public point, X then Y
-//	67     m bytes  TPM2B_PRIVATE contents: the key, encrypted and
+//	2      1 byte   algorithm (algorithms.go: 1 ES256, 2 ES384, 3 ES512,
+//	                4 RS256, 5 PS256)
+//	3      k bytes  the public key: X then Y (ECC, each the curve's
+//	                size), or the RSA-2048 modulus (the exponent is 65537)
+//	3+k    m bytes  TPM2B_PRIVATE contents: the key, encrypted and
 //	                integrity-protected by the storage primary
-//	67+m   16 bytes tag: HMAC-SHA-256(idKey, label | rpIdHash | bytes 0..67+m)
+//	3+k+m  16 bytes tag: HMAC-SHA-256(idKey, label | rpIdHash | bytes 0..3+k+m)
 //
-// 211 bytes for P-256, within the 255 a U2F key handle may have. The
+// 211 bytes for P-256, within the 255 a U2F key handle may have (U2F
+// keys are always P-256); RSA IDs are about 500 bytes (swtpm), 1009 on
+// the reference simulator, whose RSA private blob carries every CRT value. The
 // policy byte and algorithm are bound twice. The tag, under a key only this
 // installation's TPM can derive (deriveIDKey), answers "is this ID ours,
 // for this RP?" exactly and without a TPM command: an ID of another
@@ -55,15 +60,14 @@ const (
 	credentialV1 = 1
 	credentialV2 = 2
 
-	algES256ID = 1 // credential ID algorithm byte
-
 	v2HeaderSize = 3
-	v2PointSize  = 64
 	v2TagSize    = 16
 )
 
-// MaxCredentialIDLength bounds what we accept before parsing.
-const MaxCredentialIDLength = 255
+// MaxCredentialIDLength bounds what we accept before parsing (getInfo's
+// maxCredentialIdLength): WebAuthn's limit on credential IDs, which an
+// RSA-2048 ID stays within on every TPM we know.
+const MaxCredentialIDLength = 1023
 
 // Policy is what a credential ID says about how its credential may be used.
 type Policy struct {
@@ -136,42 +140,18 @@ var credentialAttributes = tpm2.TPMAObject{
 	SignEncrypt:         true,
 }
 
-// p256Template is a P-256 ECDSA signing key with the given authPolicy and
-// public point (zero for a template to create from).
-func p256Template(authPolicy [32]byte, x, y []byte) tpm2.TPMTPublic {
-	if x == nil {
-		x, y = make([]byte, 32), make([]byte, 32)
-	}
-	return tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgECC,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: credentialAttributes,
-		AuthPolicy:       tpm2.TPM2BDigest{Buffer: authPolicy[:]},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Scheme: tpm2.TPMTECCScheme{
-				Scheme:  tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			CurveID: tpm2.TPMECCNistP256,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-			X: tpm2.TPM2BECCParameter{Buffer: x},
-			Y: tpm2.TPM2BECCParameter{Buffer: y},
-		}),
-	}
-}
-
 // credentialTemplate is the template of version-1 keys, kept to parse
 // their IDs (and, in tests, to make them).
 func credentialTemplate(rp [32]byte) tpm2.TPMTPublic {
-	return p256Template(Binding(rp), nil, nil)
+	return keyTypes[0].template(Binding(rp), nil)
 }
 
 // credential is a parsed credential ID.
 type credential struct {
 	public  []byte // TPMT_PUBLIC
 	private []byte // TPM2B_PRIVATE contents
-	pub     *ecdsa.PublicKey
+	kt      *keyType
+	pub     crypto.PublicKey
 	info    CredentialInfo
 }
 
@@ -201,7 +181,7 @@ func parseCredentialV1(id []byte, rp [32]byte) (*credential, error) {
 	if 5+n+m != len(id) || m == 0 {
 		return nil, ErrForeignCredential
 	}
-	c := &credential{public: id[3 : 3+n], private: id[5+n:], info: CredentialInfo{Legacy: true}}
+	c := &credential{public: id[3 : 3+n], private: id[5+n:], kt: &keyTypes[0], info: CredentialInfo{Legacy: true}}
 	pub := c.public
 	if len(pub) != len(publicLayout) {
 		return nil, ErrForeignCredential
@@ -249,24 +229,27 @@ func idTag(idKey *[32]byte, rp [32]byte, body []byte) []byte {
 }
 
 // splitV2 checks a version-2 ID's structure (not its tag) and returns its
-// policy byte, point and private blob.
-func splitV2(id []byte) (policy byte, x, y, private []byte, ok bool) {
-	if len(id) <= v2HeaderSize+v2PointSize+v2TagSize || len(id) > MaxCredentialIDLength ||
-		id[0] != credentialV2 || id[2] != algES256ID {
-		return 0, nil, nil, nil, false
+// key type, policy byte, public key bytes and private blob.
+func splitV2(id []byte) (kt *keyType, policy byte, unique, private []byte, ok bool) {
+	if len(id) <= v2HeaderSize+v2TagSize || len(id) > MaxCredentialIDLength || id[0] != credentialV2 {
+		return nil, 0, nil, nil, false
 	}
-	if _, valid := policyFromByte(id[1]); !valid {
-		return 0, nil, nil, nil, false
+	kt, known := keyTypeByIDByte(id[2])
+	if _, valid := policyFromByte(id[1]); !known || !valid {
+		return nil, 0, nil, nil, false
 	}
-	p := id[v2HeaderSize:]
-	return id[1], p[:32], p[32:64], id[v2HeaderSize+v2PointSize : len(id)-v2TagSize], true
+	k := kt.uniqueSize()
+	if len(id) <= v2HeaderSize+k+v2TagSize {
+		return nil, 0, nil, nil, false
+	}
+	return kt, id[1], id[v2HeaderSize : v2HeaderSize+k], id[v2HeaderSize+k : len(id)-v2TagSize], true
 }
 
 // parseCredentialV2 checks a version-2 credential ID against rp and this
 // installation's tag key, without the TPM. Every failure is
 // ErrForeignCredential.
 func parseCredentialV2(id []byte, rp [32]byte, idKey *[32]byte) (*credential, error) {
-	policy, x, y, private, ok := splitV2(id)
+	kt, policy, unique, private, ok := splitV2(id)
 	if !ok || idKey == nil {
 		return nil, ErrForeignCredential
 	}
@@ -274,49 +257,49 @@ func parseCredentialV2(id []byte, rp [32]byte, idKey *[32]byte) (*credential, er
 	if !hmac.Equal(idTag(idKey, rp, body), id[len(body):]) {
 		return nil, ErrForeignCredential
 	}
-	pub, err := p256Point(x, y)
+	pub, err := kt.publicKey(unique)
 	if err != nil {
 		return nil, ErrForeignCredential
 	}
 	p, _ := policyFromByte(policy)
 	return &credential{
-		public:  tpm2.Marshal(p256Template(bindingV2(rp, policy, algES256ID), x, y)),
+		public:  tpm2.Marshal(kt.template(bindingV2(rp, policy, kt.idByte), unique)),
 		private: private,
+		kt:      kt,
 		pub:     pub,
 		info:    CredentialInfo{Policy: p},
 	}, nil
 }
 
 // v2ID encodes a version-2 credential ID for a key made from
-// p256Template(bindingV2(rp, policy, ...)).
-func v2ID(idKey *[32]byte, rp [32]byte, policy byte, pub *ecdsa.PublicKey, private []byte) []byte {
-	out := make([]byte, 0, v2HeaderSize+v2PointSize+len(private)+v2TagSize)
-	out = append(out, credentialV2, policy, algES256ID)
-	out = append(out, pub.X.FillBytes(make([]byte, 32))...)
-	out = append(out, pub.Y.FillBytes(make([]byte, 32))...)
+// kt.template(bindingV2(rp, policy, kt.idByte), nil).
+func v2ID(idKey *[32]byte, rp [32]byte, policy byte, kt *keyType, unique, private []byte) []byte {
+	out := make([]byte, 0, v2HeaderSize+len(unique)+len(private)+v2TagSize)
+	out = append(out, credentialV2, policy, kt.idByte)
+	out = append(out, unique...)
 	out = append(out, private...)
 	return append(out, idTag(idKey, rp, out)...)
 }
 
-// CredentialPublicKey returns the public key in a credential ID. It
-// checks the ID's structure (and a version-1 ID's RP binding) but not
-// whether it is ours: callers use it on IDs they already trust, such as
-// those in the credential store.
-func CredentialPublicKey(id []byte, rp [32]byte) (*ecdsa.PublicKey, error) {
+// CredentialPublicKey returns the public key in a credential ID and its
+// algorithm. It checks the ID's structure (and a version-1 ID's RP
+// binding) but not whether it is ours: callers use it on IDs they already
+// trust, such as those in the credential store.
+func CredentialPublicKey(id []byte, rp [32]byte) (crypto.PublicKey, Algorithm, error) {
 	if len(id) > 0 && id[0] == credentialV2 {
-		_, x, y, _, ok := splitV2(id)
+		kt, _, unique, _, ok := splitV2(id)
 		if !ok {
-			return nil, ErrForeignCredential
+			return nil, 0, ErrForeignCredential
 		}
-		pub, err := p256Point(x, y)
+		pub, err := kt.publicKey(unique)
 		if err != nil {
-			return nil, ErrForeignCredential
+			return nil, 0, ErrForeignCredential
 		}
-		return pub, nil
+		return pub, kt.alg, nil
 	}
 	c, err := parseCredentialV1(id, rp)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return c.pub, nil
+	return c.pub, ES256, nil
 }

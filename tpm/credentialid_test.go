@@ -1,6 +1,7 @@
 package tpm_test
 
 import (
+	"encoding/hex"
 	"errors"
 	"testing"
 
@@ -11,7 +12,7 @@ import (
 func TestCredentialIDCarriesItsPolicy(t *testing.T) {
 	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
 	for _, p := range []tpm.Policy{{}, {CredProtect: 1}, {CredProtect: 2, Discoverable: true}, {CredProtect: 3}, {CredProtect: 3, Discoverable: true}} {
-		id, err := e.CreateCredential(rp("example.org"), p, func(*tpm.Key) error { return nil })
+		id, err := e.CreateCredential(rp("example.org"), tpm.ES256, p, func(*tpm.Key) error { return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -26,7 +27,7 @@ func TestCredentialIDCarriesItsPolicy(t *testing.T) {
 			t.Errorf("%+v: sign: %v", p, err)
 		}
 	}
-	if _, err := e.CreateCredential(rp("example.org"), tpm.Policy{CredProtect: 4}, func(*tpm.Key) error { return nil }); err == nil {
+	if _, err := e.CreateCredential(rp("example.org"), tpm.ES256, tpm.Policy{CredProtect: 4}, func(*tpm.Key) error { return nil }); err == nil {
 		t.Error("credProtect 4 accepted")
 	}
 }
@@ -72,7 +73,7 @@ func TestOtherInstallationsIDsAreNotOursWithoutTPM(t *testing.T) {
 // could) still does not load.
 func TestLoweredPolicyRefusedByTheTPM(t *testing.T) {
 	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
-	id, err := e.CreateCredential(rp("example.org"), tpm.Policy{CredProtect: 3}, func(*tpm.Key) error { return nil })
+	id, err := e.CreateCredential(rp("example.org"), tpm.ES256, tpm.Policy{CredProtect: 3}, func(*tpm.Key) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,5 +111,14 @@ func TestLegacyCredentialIDsKeepWorking(t *testing.T) {
 	}
 	if _, err := sign(other, id, rp("example.org"), "x"); !errors.Is(err, tpm.ErrForeignCredential) {
 		t.Errorf("legacy ID at another installation: %v", err)
+	}
+}
+
+// The version-1 layout is fixed forever: IDs made with it are in users'
+// accounts, and their public areas must keep comparing equal.
+func TestVersion1LayoutUnchanged(t *testing.T) {
+	const want = "0023000b00040472002023d946aa85c15318c4b5b82c9f734ae0b1ac454c071e43880167336ee1e176e100100018000b000300100020000000000000000000000000000000000000000000000000000000000000000000200000000000000000000000000000000000000000000000000000000000000000"
+	if got := hex.EncodeToString(tpm.PublicLayoutForTest); got != want {
+		t.Fatalf("version-1 public layout changed:\n got %s\nwant %s", got, want)
 	}
 }

@@ -54,6 +54,9 @@ type Engine struct {
 	// idKey authenticates credential IDs (credentialid.go); replaced
 	// whole when the identity changes.
 	idKey atomic.Pointer[[32]byte]
+	// algorithms this TPM can make credentials with (probeAlgorithms),
+	// fixed at New.
+	algorithms []Algorithm
 }
 
 // New opens an engine over t for the installation id. It creates the
@@ -82,6 +85,9 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 	defer e.mu.Unlock()
 	if opt.FlushStale {
 		e.flushStale()
+	}
+	if err := e.probeAlgorithms(); err != nil {
+		return nil, id, err
 	}
 	if err := e.createPrimary(); err != nil {
 		return nil, id, err

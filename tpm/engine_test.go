@@ -45,8 +45,8 @@ func TestCredentialSignsAndVerifies(t *testing.T) {
 		t.Fatalf("credential ID is %d bytes, want <= 255 for U2F", len(id))
 	}
 	t.Logf("credential ID: %d bytes", len(id))
-	got, err := tpm.CredentialPublicKey(id, rp("example.org"))
-	if err != nil || !got.Equal(pub) {
+	got, alg, err := tpm.CredentialPublicKey(id, rp("example.org"))
+	if err != nil || !pub.Equal(got) || alg != tpm.ES256 {
 		t.Fatalf("CredentialPublicKey = %v, %v", got, err)
 	}
 	// Warm: the pool is full and the primary exists.

@@ -9,3 +9,6 @@ func RetagForTest(e *Engine, id []byte, rp [32]byte, policy byte) []byte {
 	copy(out[len(body):], idTag(e.idKey.Load(), rp, body))
 	return out
 }
+
+// PublicLayoutForTest is the version-1 public layout.
+var PublicLayoutForTest = publicLayout

@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
 	"os"
+
+	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
 )
 
 // Identity is what makes one installation of the token distinct on a TPM:

@@ -4,27 +4,12 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/sha256"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 )
-
-func eccPublic(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
-	parms, err := pub.Parameters.ECCDetail()
-	if err != nil || parms.CurveID != tpm2.TPMECCNistP256 {
-		return nil, errors.New("tpm: not a P-256 key")
-	}
-	pt, err := pub.Unique.ECC()
-	if err != nil || len(pt.X.Buffer) != 32 || len(pt.Y.Buffer) != 32 {
-		return nil, errors.New("tpm: bad ECC point")
-	}
-	return p256Point(pt.X.Buffer, pt.Y.Buffer)
-}
 
 // Key is a credential key loaded in the TPM for the duration of a
 // NewCredential or UseCredential callback. It implements crypto.Signer, so
@@ -35,7 +20,8 @@ type Key struct {
 	e      *Engine
 	handle tpm2.TPMHandle
 	name   tpm2.TPM2BName
-	pub    *ecdsa.PublicKey
+	kt     *keyType
+	pub    crypto.PublicKey
 }
 
 // CredentialID returns the key's credential ID.
@@ -44,27 +30,29 @@ func (k *Key) CredentialID() []byte { return k.id }
 // Public implements crypto.Signer.
 func (k *Key) Public() crypto.PublicKey { return k.pub }
 
-// ECDSAPublic is Public with its concrete type.
-func (k *Key) ECDSAPublic() *ecdsa.PublicKey { return k.pub }
+// ECDSAPublic is Public for an ECDSA key (nil for RSA).
+func (k *Key) ECDSAPublic() *ecdsa.PublicKey { p, _ := k.pub.(*ecdsa.PublicKey); return p }
 
-// Sign signs a SHA-256 digest in the TPM and returns an ASN.1 DER ECDSA
-// signature, as crypto.Signer requires.
+// Algorithm is the key's signature algorithm.
+func (k *Key) Algorithm() Algorithm { return k.kt.alg }
+
+// Sign signs a digest in the TPM with the key's scheme and returns what
+// crypto.Signer requires: an ASN.1 DER signature for ECDSA, the raw one
+// for RSA (PKCS#1 v1.5 or PSS, as the algorithm says). The digest must be
+// of the algorithm's hash.
 func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if k.handle == 0 {
 		return nil, errors.New("tpm: key used outside its callback")
 	}
-	if opts != nil && opts.HashFunc() != crypto.SHA256 || len(digest) != sha256.Size {
-		return nil, errors.New("tpm: credential keys sign SHA-256 digests only")
+	if opts != nil && opts.HashFunc() != k.kt.hash || len(digest) != k.kt.hash.Size() {
+		return nil, fmt.Errorf("tpm: this key signs %v digests only", k.kt.hash)
 	}
 	var rsp *tpm2.SignResponse
 	err := k.e.withSession("Sign", func(s tpm2.Session) (err error) {
 		rsp, err = tpm2.Sign{
-			KeyHandle: tpm2.AuthHandle{Handle: k.handle, Name: k.name, Auth: s},
-			Digest:    tpm2.TPM2BDigest{Buffer: digest},
-			InScheme: tpm2.TPMTSigScheme{
-				Scheme:  tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-			},
+			KeyHandle:  tpm2.AuthHandle{Handle: k.handle, Name: k.name, Auth: s},
+			Digest:     tpm2.TPM2BDigest{Buffer: digest},
+			InScheme:   k.kt.sigScheme(),
 			Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
 		}.Execute(k.e.t)
 		return err
@@ -72,28 +60,30 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	sig, err := rsp.Signature.Signature.ECDSA()
-	if err != nil {
-		return nil, fmt.Errorf("tpm: Sign returned a non-ECDSA signature: %w", err)
-	}
-	return asn1.Marshal(struct{ R, S *big.Int }{
-		new(big.Int).SetBytes(sig.SignatureR.Buffer),
-		new(big.Int).SetBytes(sig.SignatureS.Buffer),
-	})
+	return k.kt.encodeSignature(rsp.Signature)
 }
 
-// NewCredential is CreateCredential with no policy: a U2F registration.
+// NewCredential is CreateCredential of an ES256 key with no policy: a U2F
+// registration.
 func (e *Engine) NewCredential(rp [32]byte, fn func(*Key) error) ([]byte, error) {
-	return e.CreateCredential(rp, Policy{}, fn)
+	return e.CreateCredential(rp, ES256, Policy{}, fn)
 }
 
-// CreateCredential creates a P-256 signing key inside the TPM, bound to rp
-// and p, calls fn with it loaded (its credential ID is known by then, since
-// U2F signs over it), flushes it and returns the credential ID.
-func (e *Engine) CreateCredential(rp [32]byte, p Policy, fn func(*Key) error) ([]byte, error) {
+// ErrUnsupportedAlgorithm: this TPM cannot make keys of that algorithm.
+var ErrUnsupportedAlgorithm = errors.New("tpm: algorithm not supported by this TPM")
+
+// CreateCredential creates a signing key of algorithm alg inside the TPM,
+// bound to rp and p, calls fn with it loaded (its credential ID is known
+// by then, since U2F signs over it), flushes it and returns the credential
+// ID.
+func (e *Engine) CreateCredential(rp [32]byte, alg Algorithm, p Policy, fn func(*Key) error) ([]byte, error) {
 	policy, err := p.byte()
 	if err != nil {
 		return nil, err
+	}
+	kt, ok := keyTypeOf(alg)
+	if !ok || !e.Supports(alg) {
+		return nil, ErrUnsupportedAlgorithm
 	}
 	var id []byte
 	err = e.op(func() error {
@@ -101,24 +91,25 @@ func (e *Engine) CreateCredential(rp [32]byte, p Policy, fn func(*Key) error) ([
 		if idKey == nil {
 			return errors.New("tpm: no credential ID key")
 		}
-		tmpl := p256Template(bindingV2(rp, policy, algES256ID), nil, nil)
+		tmpl := kt.template(bindingV2(rp, policy, kt.idByte), nil)
 		pub, priv, h, name, err := e.createLoaded(tmpl)
 		if err != nil {
 			return err
 		}
 		defer e.flush(h)
-		key, err := eccPublic(pub)
+		unique, err := kt.uniqueOf(pub)
 		if err != nil {
 			return err
 		}
 		// The ID does not carry the public area: parsing rebuilds it from
 		// the template, and TPM2_Load would refuse anything but these exact
 		// bytes. Check now that the rebuilt area is the one the TPM made.
-		c, err := parseCredentialV2(v2ID(idKey, rp, policy, key, priv.Buffer), rp, idKey)
+		credID := v2ID(idKey, rp, policy, kt, unique, priv.Buffer)
+		c, err := parseCredentialV2(credID, rp, idKey)
 		if err != nil || !bytes.Equal(c.public, tpm2.Marshal(*pub)) {
-			return errors.New("tpm: the TPM made a public area our credential ID cannot rebuild")
+			return errors.New("tpm: the TPM made a key our credential ID cannot carry")
 		}
-		k := &Key{id: v2ID(idKey, rp, policy, key, priv.Buffer), e: e, handle: h, name: name, pub: key}
+		k := &Key{id: credID, e: e, handle: h, name: name, kt: kt, pub: c.pub}
 		defer func() { k.handle = 0 }()
 		if err := fn(k); err != nil {
 			return err
@@ -232,7 +223,7 @@ func (e *Engine) loadCredential(id []byte, rp [32]byte) (*Key, error) {
 		}
 		return nil, err
 	}
-	return &Key{id: id, e: e, handle: h, name: name, pub: c.pub}, nil
+	return &Key{id: id, e: e, handle: h, name: name, kt: c.kt, pub: c.pub}, nil
 }
 
 // UseCredential loads the credential id, which must be bound to rp, calls fn

@@ -132,7 +132,7 @@ type CredMgmtResponse struct {
 	TotalRPs         *uint64               `cbor:"5,keyasint,omitempty"`
 	User             *UserEntity           `cbor:"6,keyasint,omitempty"`
 	CredentialID     *CredentialDescriptor `cbor:"7,keyasint,omitempty"`
-	PublicKey        *COSEKey              `cbor:"8,keyasint,omitempty"`
+	PublicKey        cbor.RawMessage       `cbor:"8,keyasint,omitempty"` // a COSE_Key (token's credentialPublicKey)
 	TotalCredentials *uint64               `cbor:"9,keyasint,omitempty"`
 	CredProtect      *uint64               `cbor:"10,keyasint,omitempty"`
 }

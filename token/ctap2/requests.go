@@ -28,8 +28,14 @@ type CredentialDescriptor struct {
 	Transports []string `cbor:"transports,omitempty"`
 }
 
-// AlgES256 is COSE ECDSA w/ SHA-256, the one algorithm we support.
-const AlgES256 = -7
+// COSE algorithms of credential keys (IANA COSE Algorithms registry).
+const (
+	AlgES256 = -7   // ECDSA P-256 w/ SHA-256
+	AlgES384 = -35  // ECDSA P-384 w/ SHA-384
+	AlgES512 = -36  // ECDSA P-521 w/ SHA-512
+	AlgRS256 = -257 // RSASSA-PKCS1-v1_5 w/ SHA-256
+	AlgPS256 = -37  // RSASSA-PSS w/ SHA-256
+)
 
 // MakeCredentialRequest is authenticatorMakeCredential's parameters
 // (section 6.1.1).
