@@ -748,3 +748,69 @@ func testPINWriteFailure(t *testing.T, op string, n int, sticky bool) {
 		t.Fatalf("PIN indexes after restart %x, identity %+v", got, id2)
 	}
 }
+
+// TestCounterIndexTamperingOnlyMovesItForward plays another member of
+// the tss group against the signature counter's index, whose authValue is
+// empty: incrementing it behind the engine's back, and undefining it. The
+// counter only jumps forward: the increments skip blocks, and the index
+// the next start defines again begins above every value handed out
+// (a TPM starts a new counter at the highest value any counter had).
+func TestCounterIndexTamperingOnlyMovesItForward(t *testing.T) {
+	for _, b := range tpmtest.Backends {
+		t.Run(b.Name, func(t *testing.T) {
+			tr := b.Open(t)
+			e, id, err := tpm.New(tr, tpm.NewIdentity(), tpm.Options{CounterBlock: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			last, err := e.NextCounter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := func(e *tpm.Engine) {
+				t.Helper()
+				for range 5 { // more than a block: takes a new one from the TPM
+					v, err := e.NextCounter()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if v <= last {
+						t.Fatalf("counter went from %d to %d", last, v)
+					}
+					last = v
+				}
+			}
+			idx := tpm2.TPMHandle(id.CounterIndex)
+			for range 3 {
+				name, _, err := readNV(tr, id.CounterIndex)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := (tpm2.NVIncrement{
+					AuthHandle: tpm2.AuthHandle{Handle: idx, Name: name, Auth: tpm2.PasswordAuth(nil)},
+					NVIndex:    tpm2.NamedHandle{Handle: idx, Name: name},
+				}).Execute(tr); err != nil {
+					t.Fatalf("another process's NV_Increment: %v", err)
+				}
+			}
+			next(e)
+			e.Close()
+			name, _, err := readNV(tr, id.CounterIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := (tpm2.NVUndefineSpace{
+				AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+				NVIndex:    tpm2.NamedHandle{Handle: idx, Name: name},
+			}).Execute(tr); err != nil {
+				t.Fatal(err)
+			}
+			e2, _, err := tpm.New(tr, id, tpm.Options{CounterBlock: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e2.Close()
+			next(e2)
+		})
+	}
+}
