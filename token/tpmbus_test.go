@@ -220,4 +220,7 @@ func TestSubstitutedPINIndexGivesNoToken(t *testing.T) {
 	if st := p.getToken("the attacker's PIN", ctap2.PermGetAssertion, "example.org"); st != ctap2.ErrPINBlocked || p.token != nil {
 		t.Fatalf("the substitute's PIN: %v (token %x), want PIN_BLOCKED and no token", st, p.token)
 	}
+	if r, _ := retries(t, a); r != 0 {
+		t.Fatalf("getPINRetries on a substituted index: %d, want 0", r)
+	}
 }
