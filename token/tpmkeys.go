@@ -56,15 +56,16 @@ func (t TPMKeys) Inspect(id []byte, rp [32]byte) (CredentialPolicy, bool, error)
 }
 
 // TPMPIN adapts a tpm.Engine to PINStore: the PIN is a TPM PIN-fail NV
-// index, so the TPM counts the retries. An index the TPM has lost counts
-// as blocked: the token fails closed until reset.
+// index, so the TPM counts the retries. An index the TPM has lost, or one
+// someone replaced (tpm.ErrNVIndexForeign), counts as blocked: the token
+// fails closed until reset.
 type TPMPIN struct{ Engine *tpm.Engine }
 
 func pinError(err error) error {
 	switch {
 	case errors.Is(err, tpm.ErrWrongPIN):
 		return fmt.Errorf("%w: %w", ErrWrongPIN, err)
-	case errors.Is(err, tpm.ErrPINBlocked), errors.Is(err, tpm.ErrPINLost):
+	case errors.Is(err, tpm.ErrPINBlocked), errors.Is(err, tpm.ErrPINLost), errors.Is(err, tpm.ErrNVIndexForeign):
 		return fmt.Errorf("%w: %w", ErrPINBlocked, err)
 	}
 	return err

@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,7 +51,7 @@ var counterAttributes = tpm2.TPMANV{
 // and checked free, so several users' installations share one TPM.
 func (e *Engine) provisionCounter() error {
 	if e.id.CounterIndex != 0 {
-		_, err := e.readNVPublic(e.id.CounterIndex)
+		_, err := e.readOurNV(e.id.CounterIndex, "signature counter", counterPublic)
 		if err == nil {
 			return nil
 		}
@@ -80,36 +81,116 @@ func (e *Engine) provisionCounter() error {
 	return nil
 }
 
+// counterPublic is the public area of the counter index at idx, for
+// defining it and for checking the TPM's copy before every use.
+func counterPublic(idx uint32) (tpm2.TPMSNVPublic, error) {
+	return tpm2.TPMSNVPublic{
+		NVIndex:    tpm2.TPMHandle(idx),
+		NameAlg:    tpm2.TPMAlgSHA256,
+		Attributes: counterAttributes,
+		DataSize:   8,
+	}, nil
+}
+
 func (e *Engine) defineCounter(idx uint32) error {
+	pub, err := counterPublic(idx)
+	if err != nil {
+		return err
+	}
 	return e.do("NV_DefineSpace", func() error {
 		_, err := tpm2.NVDefineSpace{
 			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-			PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
-				NVIndex:    tpm2.TPMHandle(idx),
-				NameAlg:    tpm2.TPMAlgSHA256,
-				Attributes: counterAttributes,
-				DataSize:   8,
-			}),
+			PublicInfo: tpm2.New2B(pub),
 		}.Execute(e.t)
 		return err
 	})
 }
 
 func (e *Engine) readNVPublic(idx uint32) (tpm2.TPM2BName, error) {
-	var rsp *tpm2.NVReadPublicResponse
-	err := e.do("NV_ReadPublic", func() (err error) {
-		rsp, err = tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(idx)}.Execute(e.t)
-		return err
-	})
+	rsp, err := e.readNVPublicArea(idx)
 	if err != nil {
 		return tpm2.TPM2BName{}, err
 	}
 	return rsp.NVName, nil
 }
 
+func (e *Engine) readNVPublicArea(idx uint32) (*tpm2.NVReadPublicResponse, error) {
+	var rsp *tpm2.NVReadPublicResponse
+	err := e.do("NV_ReadPublic", func() (err error) {
+		rsp, err = tpm2.NVReadPublic{NVIndex: tpm2.TPMHandle(idx)}.Execute(e.t)
+		return err
+	})
+	return rsp, err
+}
+
+// readOurNV reads the public area of an index we defined from template
+// (pinPublic, counterPublic) and returns its Name once the TPM's public
+// area is exactly the template's and the Name is the one that public area
+// has. Only TPMA_NV_WRITTEN may differ (an index is defined unwritten).
+// Anything else is ErrNVIndexForeign: the index was undefined and
+// something else defined in its place. The Name does not cover the
+// authValue, so an identical re-definition with another authValue passes;
+// docs/threat-model.md says what that leaves open.
+func (e *Engine) readOurNV(idx uint32, what string, template func(uint32) (tpm2.TPMSNVPublic, error)) (tpm2.TPM2BName, error) {
+	rsp, err := e.readNVPublicArea(idx)
+	if err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	want, err := template(idx)
+	if err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	if err := checkNVPublic(rsp, want); err != nil {
+		e.log.Error("tpm: NV index is not the one tpm-u2f defined; refusing to use it", "index", fmt.Sprintf("0x%08x", idx), "use", what, "reason", err)
+		return tpm2.TPM2BName{}, fmt.Errorf("%w: %s index 0x%08x: %v", ErrNVIndexForeign, what, idx, err)
+	}
+	return rsp.NVName, nil
+}
+
+// checkNVPublic compares the TPM's answer to NV_ReadPublic with the
+// public area we define. Neither holds a secret, so the reason is fit
+// for a log line and an error.
+func checkNVPublic(rsp *tpm2.NVReadPublicResponse, want tpm2.TPMSNVPublic) error {
+	got, err := rsp.NVPublic.Contents()
+	if err != nil {
+		return fmt.Errorf("unparsable public area: %v", err)
+	}
+	want.Attributes.Written = got.Attributes.Written
+	switch {
+	case got.NVIndex != want.NVIndex:
+		return fmt.Errorf("public area names index 0x%08x", uint32(got.NVIndex))
+	case got.Attributes.NT != want.Attributes.NT:
+		return fmt.Errorf("type %d, want %d", got.Attributes.NT, want.Attributes.NT)
+	case got.NameAlg != want.NameAlg:
+		return fmt.Errorf("name algorithm 0x%04x, want 0x%04x", uint16(got.NameAlg), uint16(want.NameAlg))
+	case got.DataSize != want.DataSize:
+		return fmt.Errorf("data size %d, want %d", got.DataSize, want.DataSize)
+	case !bytes.Equal(got.AuthPolicy.Buffer, want.AuthPolicy.Buffer):
+		return errors.New("authPolicy differs")
+	case !bytes.Equal(tpm2.Marshal(*got), tpm2.Marshal(want)):
+		return fmt.Errorf("attributes 0x%08x, want 0x%08x", nvAttributeBits(got.Attributes), nvAttributeBits(want.Attributes))
+	}
+	name, err := tpm2.NVName(&want)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(name.Buffer, rsp.NVName.Buffer) {
+		return errors.New("the TPM's Name for the index is not its public area's")
+	}
+	return nil
+}
+
+func nvAttributeBits(a tpm2.TPMANV) uint32 {
+	b := tpm2.Marshal(a)
+	if len(b) != 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
+}
+
 // incrementCounter increments the NV counter and returns its new value.
 func (e *Engine) incrementCounter(idx uint32) (uint64, error) {
-	name, err := e.readNVPublic(idx)
+	name, err := e.readOurNV(idx, "signature counter", counterPublic)
 	if err != nil {
 		return 0, err
 	}

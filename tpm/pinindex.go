@@ -53,6 +53,13 @@ var (
 	// has (someone undefined it, or this is another TPM). The token fails
 	// closed: it behaves as blocked until reset.
 	ErrPINLost = errors.New("tpm: the PIN's NV index is gone from the TPM")
+	// ErrNVIndexForeign: an NV index identity.json names (the PIN's or the
+	// signature counter's) is not the one tpm-u2f defined: its type,
+	// attributes, size, name algorithm, policy or Name differ. Someone with
+	// owner authorization replaced it. The token fails closed: a foreign
+	// PIN index counts as blocked until reset (its PIN is never tried), a
+	// foreign counter stops the engine.
+	ErrNVIndexForeign = errors.New("tpm: NV index is not the one tpm-u2f defined (replaced with owner authorization?)")
 )
 
 // PINStatus is what getPINRetries and `tpm-u2f pin status` report.
@@ -78,6 +85,23 @@ func pinAuth(pinHash []byte) []byte {
 	return []byte(hex.EncodeToString(pinHash))
 }
 
+// pinPublic is the public area of a PIN index at idx. NV_DefineSpace
+// defines it from here and every use checks the TPM's copy against it,
+// so the two cannot drift apart.
+func pinPublic(idx uint32) (tpm2.TPMSNVPublic, error) {
+	policy, err := pinWritePolicy()
+	if err != nil {
+		return tpm2.TPMSNVPublic{}, err
+	}
+	return tpm2.TPMSNVPublic{
+		NVIndex:    tpm2.TPMHandle(idx),
+		NameAlg:    tpm2.TPMAlgSHA256,
+		Attributes: pinAttributes,
+		AuthPolicy: tpm2.TPM2BDigest{Buffer: policy},
+		DataSize:   8,
+	}, nil
+}
+
 // pinWritePolicy is the index's authPolicy: TPM2_NV_Write, authorised with
 // the index's authValue.
 func pinWritePolicy() ([]byte, error) {
@@ -94,21 +118,31 @@ func pinWritePolicy() ([]byte, error) {
 	return calc.Hash().Digest, nil
 }
 
-// cleanPINIndexes removes a PIN index that a crash left half-made or
-// superseded. Called by New with e.mu held.
+// cleanPINIndexes removes a PIN index that a crash, or a failed write of
+// identity.json, left half-made or superseded, then records that it is
+// gone. A pending index that is not the one we defined (ErrNVIndexForeign)
+// is someone else's now: it is forgotten, not removed. Called with e.mu
+// held (by New at start, and before and after every PIN change).
 func (e *Engine) cleanPINIndexes() error {
-	if e.id.PINPending == 0 {
+	idx := e.id.PINPending
+	if idx == 0 {
 		return nil
 	}
-	if e.id.PINPending == e.id.PINIndex {
+	if idx == e.id.PINIndex {
 		return fmt.Errorf("tpm: identity names 0x%08x as both live and pending PIN index", e.id.PINIndex)
 	}
-	if err := e.undefineNV(e.id.PINPending); err != nil && !errors.Is(err, tpm2.TPMRCHandle) {
+	switch err := e.undefinePIN(idx); {
+	case err == nil:
+		e.log.Info("removed an unfinished or superseded PIN index", "index", fmt.Sprintf("0x%08x", idx))
+	case errors.Is(err, tpm2.TPMRCHandle):
+	case errors.Is(err, ErrNVIndexForeign):
+		e.log.Warn("forgetting a pending PIN index that another program replaced", "index", fmt.Sprintf("0x%08x", idx))
+	default:
 		return err
 	}
-	e.log.Info("removed an unfinished or superseded PIN index", "index", fmt.Sprintf("0x%08x", e.id.PINPending))
-	e.id.PINPending = 0
-	return e.persist()
+	next := e.id
+	next.PINPending = 0
+	return e.save(next)
 }
 
 // persist saves the identity through Options.Persist, before the TPM
@@ -120,6 +154,20 @@ func (e *Engine) persist() error {
 	if err := e.opt.Persist(e.id); err != nil {
 		return fmt.Errorf("tpm: saving identity: %w", err)
 	}
+	return nil
+}
+
+// save writes id through Options.Persist and makes it the engine's only
+// once it is written: a failed write leaves memory as it was, which is
+// what identity.json still says (Persist writes atomically), and the
+// caller undoes the TPM change it was about to record.
+func (e *Engine) save(id Identity) error {
+	if e.opt.Persist != nil {
+		if err := e.opt.Persist(id); err != nil {
+			return fmt.Errorf("tpm: saving identity: %w", err)
+		}
+	}
+	e.id = id
 	return nil
 }
 
@@ -139,7 +187,7 @@ func (e *Engine) PINStatus() (PINStatus, error) {
 		st.Retries = max(0, int(limit)-int(count))
 		return nil
 	})
-	if errors.Is(err, ErrPINLost) {
+	if errors.Is(err, ErrPINLost) || errors.Is(err, ErrNVIndexForeign) {
 		return PINStatus{Set: true}, err
 	}
 	return st, err
@@ -153,10 +201,12 @@ func (e *Engine) readPINCounter(idx uint32) (count, limit uint32, err error) {
 	return e.readPINCount(idx, name)
 }
 
-// pinIndexName reads the PIN index's name; an index the TPM does not have
-// is ErrPINLost.
+// pinIndexName reads the PIN index's name after checking that the index
+// is the one we defined (ErrNVIndexForeign otherwise); an index the TPM
+// does not have is ErrPINLost. The NV_ReadPublic that yields the Name
+// yields the public area too, so the check costs no TPM command.
 func (e *Engine) pinIndexName(idx uint32) (tpm2.TPM2BName, error) {
-	name, err := e.readNVPublic(idx)
+	name, err := e.readOurNV(idx, "PIN", pinPublic)
 	if errors.Is(err, tpm2.TPMRCHandle) {
 		e.log.Error("PIN NV index missing; the token refuses PIN use until reset", "index", fmt.Sprintf("0x%08x", idx))
 		return name, ErrPINLost
@@ -185,27 +235,42 @@ func (e *Engine) readPINCount(idx uint32, name tpm2.TPM2BName) (count, limit uin
 }
 
 // SetPIN arms a PIN index with pinHash as its authValue. It is
-// ErrPINSet when a PIN exists.
+// ErrPINSet when a PIN exists. When identity.json cannot be written the
+// new index is removed again and the error returned: memory and disk
+// both still say no PIN.
 func (e *Engine) SetPIN(pinHash []byte) error {
 	return e.opOnce(func() error {
 		if e.id.PINIndex != 0 {
 			return ErrPINSet
 		}
+		if err := e.cleanPINIndexes(); err != nil {
+			return err
+		}
 		idx, err := e.armPINIndex(pinHash)
 		if err != nil {
 			return err
 		}
-		e.id.PINIndex, e.id.PINPending = idx, 0
-		return e.persist()
+		next := e.id
+		next.PINIndex, next.PINPending = idx, 0
+		if err := e.save(next); err != nil {
+			e.rollBackPIN()
+			return err
+		}
+		return nil
 	})
 }
 
 // ChangePIN checks oldHash (spending a retry if it is wrong, like
-// CheckPIN) and replaces the PIN with newHash, with a fresh count.
+// CheckPIN) and replaces the PIN with newHash, with a fresh count. When
+// identity.json cannot record the new index, the new index is removed
+// and the old PIN stays, in memory, on disk and in the TPM.
 func (e *Engine) ChangePIN(oldHash, newHash []byte) (retries int, err error) {
 	err = e.opOnce(func() error {
 		if e.id.PINIndex == 0 {
 			return ErrPINNotSet
+		}
+		if err := e.cleanPINIndexes(); err != nil {
+			return err
 		}
 		if retries, err = e.checkPIN(oldHash); err != nil {
 			return err
@@ -216,54 +281,71 @@ func (e *Engine) ChangePIN(oldHash, newHash []byte) (retries int, err error) {
 			return err
 		}
 		// Commit: the new index is live, the old one is to be removed.
-		e.id.PINIndex, e.id.PINPending = idx, old
-		if err := e.persist(); err != nil {
+		next := e.id
+		next.PINIndex, next.PINPending = idx, old
+		if err := e.save(next); err != nil {
+			e.rollBackPIN()
 			return err
 		}
-		return e.cleanPINIndexes()
+		// The new PIN is in force from here on. Removing the old index
+		// can still fail (the TPM, or the disk once more); it stays
+		// recorded as pending, and the next change or start removes it.
+		if err := e.cleanPINIndexes(); err != nil {
+			e.log.Warn("the old PIN index stays until the next start", "err", err)
+		}
+		return nil
 	})
 	return retries, err
 }
 
+// rollBackPIN removes the index armPINIndex made (recorded as pending)
+// after the identity naming it live could not be written. If the disk
+// refuses the next write too, the index is gone and identity.json still
+// names it pending, which the next start tidies.
+func (e *Engine) rollBackPIN() {
+	if err := e.cleanPINIndexes(); err != nil {
+		e.log.Warn("could not finish undoing a PIN change; the next start finishes it", "err", err)
+	}
+}
+
 // armPINIndex defines a new PIN index with authValue pinHash and writes
 // its counter {0, PINRetries}. The index is recorded as pending before it
-// exists, so a crash leaves nothing unaccounted for.
+// exists, so a crash leaves nothing unaccounted for; on any failure it is
+// removed again. On success memory and disk name it pending.
+//
+// The authValue is the first parameter of NV_DefineSpace (a TPM2B_AUTH),
+// so the pooled session's parameter encryption (salted, EncryptIn)
+// carries it across the bus encrypted (TestNoSecretOnTheTPMBus).
 func (e *Engine) armPINIndex(pinHash []byte) (uint32, error) {
 	if len(pinHash) == 0 || len(pinHash) > 16 {
 		return 0, errors.New("tpm: PIN hash must be 1 to 16 bytes")
-	}
-	policy, err := pinWritePolicy()
-	if err != nil {
-		return 0, err
 	}
 	idx, err := e.freeNVIndex()
 	if err != nil {
 		return 0, err
 	}
-	e.id.PINPending = idx
-	if err := e.persist(); err != nil {
-		e.id.PINPending = 0
+	pub, err := pinPublic(idx)
+	if err != nil {
 		return 0, err
 	}
-	if err := e.do("NV_DefineSpace", func() error {
+	next := e.id
+	next.PINPending = idx
+	if err := e.save(next); err != nil {
+		return 0, err
+	}
+	if err := e.withSession("NV_DefineSpace", func(s tpm2.Session) error {
 		_, err := tpm2.NVDefineSpace{
-			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: s},
 			Auth:       tpm2.TPM2BAuth{Buffer: pinAuth(pinHash)},
-			PublicInfo: tpm2.New2B(tpm2.TPMSNVPublic{
-				NVIndex:    tpm2.TPMHandle(idx),
-				NameAlg:    tpm2.TPMAlgSHA256,
-				Attributes: pinAttributes,
-				AuthPolicy: tpm2.TPM2BDigest{Buffer: policy},
-				DataSize:   8,
-			}),
+			PublicInfo: tpm2.New2B(pub),
 		}.Execute(e.t)
 		return err
 	}); err != nil {
-		e.cleanPINIndexes()
+		e.rollBackPIN()
 		return 0, err
 	}
 	if err := e.writePINCounter(idx, pinHash); err != nil {
-		e.cleanPINIndexes()
+		e.rollBackPIN()
 		return 0, err
 	}
 	e.log.Info("PIN index armed", "index", fmt.Sprintf("0x%08x", idx))
@@ -273,7 +355,7 @@ func (e *Engine) armPINIndex(pinHash []byte) (uint32, error) {
 // writePINCounter sets the index's counter to {0, PINRetries}, authorised
 // by the policy (NV_Write + the PIN).
 func (e *Engine) writePINCounter(idx uint32, pinHash []byte) error {
-	name, err := e.readNVPublic(idx)
+	name, err := e.readOurNV(idx, "PIN", pinPublic)
 	if err != nil {
 		return err
 	}
@@ -409,22 +491,29 @@ func isSessionLost(err error) bool {
 
 // ClearPIN removes the PIN index (authenticatorReset). The identity is
 // saved before the index goes, so a crash leaves at worst an orphan index
-// recorded as pending, which the next start removes.
+// recorded as pending, which the next start removes. A failed write
+// leaves the PIN set, in memory and on disk.
 func (e *Engine) ClearPIN() error {
 	return e.opOnce(func() error {
 		if e.id.PINIndex == 0 {
 			return nil
 		}
-		e.id.PINIndex, e.id.PINPending = 0, e.id.PINIndex
-		if err := e.persist(); err != nil {
+		if err := e.cleanPINIndexes(); err != nil {
+			return err
+		}
+		next := e.id
+		next.PINIndex, next.PINPending = 0, e.id.PINIndex
+		if err := e.save(next); err != nil {
 			return err
 		}
 		return e.cleanPINIndexes()
 	})
 }
 
-func (e *Engine) undefineNV(idx uint32) error {
-	name, err := e.readNVPublic(idx)
+// undefinePIN removes a PIN index, once NV_ReadPublic shows it is the one
+// we defined: an index someone put in its place is not ours to remove.
+func (e *Engine) undefinePIN(idx uint32) error {
+	name, err := e.readOurNV(idx, "PIN", pinPublic)
 	if err != nil {
 		return err
 	}

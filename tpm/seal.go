@@ -29,7 +29,10 @@ var sealTemplate = tpm2.TPMTPublic{
 }
 
 // Seal draws a 32-byte secret, seals it under the storage primary and
-// returns the secret and its sealed blob.
+// returns the secret and its sealed blob. The secret is in Create's first
+// parameter (TPM2B_SENSITIVE_CREATE), which the pooled session (salted to
+// the storage primary, EncryptIn) encrypts: it never crosses the bus in
+// the clear (TestNoSecretOnTheTPMBus).
 func (e *Engine) Seal() (secret, blob []byte, err error) {
 	secret = make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
@@ -37,9 +40,9 @@ func (e *Engine) Seal() (secret, blob []byte, err error) {
 	}
 	err = e.op(func() error {
 		var rsp *tpm2.CreateResponse
-		if err := e.do("Create", func() (err error) {
+		if err := e.withSession("Create", func(s tpm2.Session) (err error) {
 			rsp, err = tpm2.Create{
-				ParentHandle: tpm2.AuthHandle{Handle: e.srk.Handle, Name: e.srk.Name, Auth: tpm2.PasswordAuth(nil)},
+				ParentHandle: tpm2.AuthHandle{Handle: e.srk.Handle, Name: e.srk.Name, Auth: s},
 				InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
 					Data: tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: secret}),
 				}},
