@@ -70,6 +70,8 @@ func testNoSecretOnTheTPMBus(t *testing.T, tr transport.TPM) {
 	)
 	secrets := busSecrets(first, second, wrong)
 	e, s := pinEngine(t, rec)
+	// Derived at start with TPM2_HMAC: its response must be encrypted.
+	secrets["credential ID tag key"] = tpm.IDKeyForTest(e)
 
 	if err := e.SetPIN(pinHash(first)); err != nil {
 		t.Fatal(err)

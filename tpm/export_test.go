@@ -12,3 +12,6 @@ func RetagForTest(e *Engine, id []byte, rp [32]byte, policy byte) []byte {
 
 // PublicLayoutForTest is the version-1 public layout.
 var PublicLayoutForTest = publicLayout
+
+// IDKeyForTest is e's credential ID tag key.
+func IDKeyForTest(e *Engine) []byte { k := e.idKey.Load(); return append([]byte(nil), k[:]...) }
