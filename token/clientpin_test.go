@@ -333,11 +333,9 @@ func TestCredentialManagement(t *testing.T) {
 	a, store := pinToken(t)
 	p := newPlatform(t, a, 2)
 	p.setPIN(padded("1234"))
-	p.getToken("1234", ctap2.PermMakeCredential, "a.example")
 	for i, rp := range []string{"a.example", "a.example", "b.example"} {
-		if i == 2 {
-			p.getToken("1234", ctap2.PermMakeCredential, "b.example")
-		}
+		// One token per makeCredential: it uses the token up.
+		p.getToken("1234", ctap2.PermMakeCredential, rp)
 		cdh := sha256.Sum256([]byte{byte(i)})
 		params := makeCredParams(rp, map[int]any{1: cdh[:], 3: map[string]any{"id": []byte{byte(i)}, "name": "user" + string('0'+rune(i))},
 			7: map[string]bool{"rk": true}, 8: p.proto.Authenticate(p.token, cdh[:]), 9: 2})

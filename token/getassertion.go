@@ -65,6 +65,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		if err := a.askUser(ctx, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus); err != nil {
 			return nil, err
 		}
+		a.presenceCollected()
 		flags |= ctap2.FlagUP
 	}
 	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1, hs)
