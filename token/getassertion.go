@@ -182,11 +182,13 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 }
 
 // nextAssertionWindow is how long getNextAssertion may follow the
-// getAssertion it continues (CTAP 2.1 section 6.3: 30 seconds).
+// getAssertion or getNextAssertion before it (CTAP 2.1 section 6.3: the
+// timer is reset by each, 30 seconds).
 const nextAssertionWindow = 30 * time.Second
 
 // nextAssertions is what authenticatorGetNextAssertion still has to
-// return: valid for 30 s, and only until another command arrives.
+// return: valid for 30 s after the last getAssertion or getNextAssertion,
+// and only until another command arrives.
 type nextAssertions struct {
 	rpHash     [32]byte
 	rpID       string
@@ -220,6 +222,7 @@ func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	}
 	c := n.creds[0]
 	n.creds = n.creds[1:]
+	n.deadline = a.cfg.Now().Add(nextAssertionWindow) // section 6.3 step 7: reset the timer
 	a.nextMu.Unlock()
 	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0, n.hmacSecret)
 	if err != nil {
