@@ -154,9 +154,18 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 	}
 	switch sub {
 	case ctap2.PINGetRetries:
-		_, retries, err := a.cfg.PIN.PINStatus()
-		if err != nil && !errors.Is(err, ErrPINBlocked) {
+		set, retries, err := a.cfg.PIN.PINStatus()
+		switch {
+		case errors.Is(err, ErrPINBlocked):
+			retries = 0
+		case err != nil:
 			return nil, err
+		case !set:
+			// Not "0 retries", which clients read as a blocked PIN: what
+			// current YubiKeys answer. python-fido2's client never asks
+			// before a PIN is set; libfido2's `fido2-token -I` asks and
+			// prints "pin retries: undefined".
+			return nil, ctap2.ErrPINNotSet
 		}
 		r := uint64(retries)
 		pc := s.throttle.Consecutive() >= pin.MaxConsecutive

@@ -54,6 +54,9 @@ def main():
     check("getInfo pinUvAuthProtocols 2 and 1", set(info.pin_uv_protocols) == {1, 2}, str(info.pin_uv_protocols))
     check("getInfo credMgmt", info.options.get("credMgmt") is True)
 
+    check("getPINRetries before a PIN: PIN_NOT_SET, not 0 retries",
+          code(ClientPin(ctap).get_pin_retries) == CtapError.ERR.PIN_NOT_SET)
+
     client_pin = ClientPin(ctap, PinProtocolV1())
     # python-fido2 refuses short PINs itself; send one by hand.
     ka, shared = client_pin._get_shared_secret()
