@@ -1,6 +1,10 @@
 package token_test
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
 	"testing"
 
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
@@ -21,5 +25,86 @@ func TestGetPINRetriesBeforeAPIN(t *testing.T) {
 	}
 	if r, pc := retries(t, a); r != 8 || pc {
 		t.Fatalf("getPINRetries after setPIN: %d, power cycle %v", r, pc)
+	}
+}
+
+// badLengthMAC is a pinUvAuthParam of the wrong length for the platform's
+// protocol that a lax check would take: protocol 2's MAC truncated to 16
+// bytes (the bug behind YSA-2025-02), protocol 1's untruncated 32 bytes.
+func (p *platform) badLengthMAC(key, msg []byte) []byte {
+	if p.proto.Version() == 2 {
+		return p.proto.Authenticate(key, msg)[:16]
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+// TestPinUvAuthParamLength: a pinUvAuthParam is exactly 16 bytes under
+// protocol 1 and 32 under protocol 2 everywhere one is checked (setPIN,
+// changePIN, makeCredential, getAssertion, credentialManagement); any
+// other length is PIN_AUTH_INVALID and changes nothing: no PIN set, no
+// retry spent, the token still there for the right MAC.
+func TestPinUvAuthParamLength(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		t.Run(fmt.Sprint("protocol ", v), func(t *testing.T) {
+			a, _ := pinToken(t)
+			cred := newCredential(t, a, "example.org")
+			p := newPlatform(t, a, v)
+
+			p.agree()
+			enc := p.encrypt(padded("1234"))
+			st, _ := call(t, a, ctap2.CmdClientPIN, map[int]any{1: v, 2: ctap2.PINSet, 3: p.key, 4: p.badLengthMAC(p.shared, enc), 5: enc})
+			if st != ctap2.ErrPINAuthInvalid || info(t, a).Options["clientPin"] {
+				t.Fatalf("setPIN with a %d-byte pinUvAuthParam: %v", len(p.badLengthMAC(p.shared, enc)), st)
+			}
+			if st := p.setPIN(padded("1234")); st != ctap2.OK {
+				t.Fatal(st)
+			}
+
+			p.agree()
+			newEnc, hashEnc := p.encrypt(padded("5678")), p.encrypt(pinHashOf("1234"))
+			st, _ = call(t, a, ctap2.CmdClientPIN, map[int]any{1: v, 2: ctap2.PINChange, 3: p.key,
+				4: p.badLengthMAC(p.shared, append(bytes.Clone(newEnc), hashEnc...)), 5: newEnc, 6: hashEnc})
+			if st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("changePIN with a bad-length pinUvAuthParam: %v", st)
+			}
+			if r, _ := retries(t, a); r != 8 {
+				t.Fatalf("retries after the refused changePIN: %d", r)
+			}
+
+			p.getToken("1234", ctap2.PermMakeCredential, "example.org")
+			cdh := sha256.Sum256([]byte("mc"))
+			params := makeCredParams("example.org", map[int]any{1: cdh[:], 8: p.badLengthMAC(p.token, cdh[:]), 9: v})
+			if st, _ := call(t, a, ctap2.CmdMakeCredential, params); st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("makeCredential with a bad-length pinUvAuthParam: %v", st)
+			}
+			params[8] = p.proto.Authenticate(p.token, cdh[:])
+			if st, _ := call(t, a, ctap2.CmdMakeCredential, params); st != ctap2.OK {
+				t.Fatalf("makeCredential with the right pinUvAuthParam, same token: %v", st)
+			}
+
+			p.getToken("1234", ctap2.PermGetAssertion, "example.org")
+			ga := map[int]any{1: "example.org", 2: cdh[:], 3: []map[string]any{{"type": "public-key", "id": cred}},
+				6: p.badLengthMAC(p.token, cdh[:]), 7: v}
+			if st, _ := call(t, a, ctap2.CmdGetAssertion, ga); st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("getAssertion with a bad-length pinUvAuthParam: %v", st)
+			}
+			ga[6] = p.proto.Authenticate(p.token, cdh[:])
+			if st, _ := call(t, a, ctap2.CmdGetAssertion, ga); st != ctap2.OK {
+				t.Fatalf("getAssertion with the right pinUvAuthParam, same token: %v", st)
+			}
+
+			p.getToken("1234", ctap2.PermCredMgmt, "")
+			msg := []byte{ctap2.CredMgmtGetMetadata}
+			req := map[int]any{1: ctap2.CredMgmtGetMetadata, 3: v, 4: p.badLengthMAC(p.token, msg)}
+			if st, _ := call(t, a, ctap2.CmdCredentialMgmt, req); st != ctap2.ErrPINAuthInvalid {
+				t.Fatalf("credentialManagement with a bad-length pinUvAuthParam: %v", st)
+			}
+			req[4] = p.proto.Authenticate(p.token, msg)
+			if st, _ := call(t, a, ctap2.CmdCredentialMgmt, req); st != ctap2.OK {
+				t.Fatalf("credentialManagement with the right pinUvAuthParam: %v", st)
+			}
+		})
 	}
 }
