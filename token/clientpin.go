@@ -250,7 +250,7 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 		return err
 	}
 	if set {
-		return ctap2.ErrNotAllowed
+		return ctap2.ErrPINAuthInvalid // section 6.5.5.5: "If a PIN has already been set"
 	}
 	shared, err := sharedSecret(s, proto, req.KeyAgreement)
 	if err != nil {

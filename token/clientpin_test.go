@@ -170,7 +170,7 @@ func TestClientPINBothProtocols(t *testing.T) {
 			if st := p.setPIN(padded("ääää")); st != ctap2.OK {
 				t.Fatalf("setPIN: %v", st)
 			}
-			if st := p.setPIN(padded("5678")); st != ctap2.ErrNotAllowed {
+			if st := p.setPIN(padded("5678")); st != ctap2.ErrPINAuthInvalid {
 				t.Fatalf("second setPIN: %v", st)
 			}
 			if !info(t, a).Options["clientPin"] {
