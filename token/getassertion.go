@@ -17,6 +17,12 @@ import (
 // 6.2.2) for credentials named in the allowList.
 func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertionRequest, setStatus func(byte)) ([]byte, error) {
 	setStatus(statusProcessing)
+	if a.Locked() {
+		// Locked means nothing signs: not a silent (up=false) assertion,
+		// which asks nobody, nor its hmac-secret output. The answer is the
+		// one a locked key gives when presence is asked.
+		return nil, ctap2.ErrOperationDenied
+	}
 	probe := func() error {
 		return a.askUser(ctx, presence.Request{Operation: "select this key", RelyingParty: req.RPID}, setStatus)
 	}
@@ -212,6 +218,12 @@ func (a *Authenticator) clearNext() {
 func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	a.nextMu.Lock()
 	n := a.next
+	if n != nil && a.Locked() {
+		n.hmacSecret.zero()
+		a.next = nil
+		a.nextMu.Unlock()
+		return nil, ctap2.ErrOperationDenied
+	}
 	if n == nil || a.cfg.Now().After(n.deadline) || len(n.creds) == 0 {
 		if n != nil {
 			n.hmacSecret.zero()

@@ -141,6 +141,10 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	var up byte
 	switch apdu.P1 {
 	case authCheckOnly:
+		// Answered also while locked: it signs nothing and asks nobody,
+		// and refusing it would have to claim either "ours" (0x6985) or
+		// "not ours" (0x6A80) for every handle, so a browser would think
+		// the key already registered, or not, for any site.
 		err := a.keys.UseCredential(handle, app, func(crypto.Signer) error { return nil })
 		if err == nil {
 			// "Despite the name this signals success" (section 5.1).
@@ -162,15 +166,18 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	if err := a.checkReplay(replayKey, AppIDName(app)); err != nil {
 		return nil, apduErr(SWWrongData, err.Error())
 	}
-	if up == 1 {
-		// Presence is asked only for a handle that can be ours: never
-		// prompt the user for a request that cannot succeed.
-		if err := a.keys.Precheck(handle, app); err != nil {
-			return nil, credentialErr(err)
-		}
-		if a.Locked() {
-			return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
-		}
+	// Presence is asked only for a handle that can be ours: never prompt
+	// the user for a request that cannot succeed. A foreign handle is
+	// 0x6A80 whatever P1 says and whether or not the token is locked.
+	if err := a.keys.Precheck(handle, app); err != nil {
+		return nil, credentialErr(err)
+	}
+	if a.Locked() {
+		// Locked, nothing signs, with or without presence (P1 0x08 too).
+		// 0x6985 is what a key waiting for a touch answers: the client
+		// keeps polling as for an untouched key, and signs in once the
+		// user unlocks, instead of giving up on a "bad key handle".
+		return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
 	}
 	presenceKey := requestKey([]byte{insAuthenticate}, data)
 	ask := presence.Request{Operation: "sign in", RelyingParty: AppIDName(app)}
