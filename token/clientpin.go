@@ -31,34 +31,67 @@ var (
 	ErrPINBlocked = errors.New("token: PIN blocked")
 )
 
-// pinUvAuthToken lifetime (CTAP 2.1 section 6.5.2.1): a token not used
-// within initialUsage of being issued lapses, and none lives longer than
-// maxUsage.
+// pinUvAuthToken usage timer (CTAP 2.1 section 6.5.2.1,
+// pinUvAuthTokenUsageTimerObserver): a token not used within initialUsage
+// of beginUsingPinUvAuthToken stops, and a used one stops maxUsage after
+// it began (the spec's maximum usage time period, at most 10 minutes).
 const (
 	initialUsage = 30 * time.Second
 	maxUsage     = 10 * time.Minute
 )
 
 // pinState is the volatile PIN state of one power cycle (section 6.5.2):
-// the key agreement key, the pinUvAuthToken and its permissions, and the
+// the key agreement key, the pinUvAuthToken and its state, and the
 // consecutive-failure throttle. A re-plug replaces all of it.
+//
+// The token's state is section 6.5.2.1's: in use (token != nil),
+// permissions, a permissions RP ID, the user verified flag and the usage
+// timer. The user present flag is not kept: getPinUvAuthTokenUsingPin-
+// WithPermissions and getPinToken begin with userIsPresent false and only
+// built-in user verification could set it, which this token has not, so
+// it is always false and every makeCredential and up=true getAssertion
+// collects presence itself (OpenSK's PinUvAuthTokenState omits it too).
 type pinState struct {
 	mu       sync.Mutex
 	ka       *pin.KeyAgreement
 	token    []byte
 	proto    pin.Protocol
 	perms    uint64
-	rpID     string // "" until bound
+	rpID     string // the permissions RP ID; "" until bound
+	uv       bool   // the user verified flag
 	issued   time.Time
 	used     bool
 	throttle pin.Throttle
 }
 
-// resetToken invalidates the pinUvAuthToken (resetPinUvAuthToken).
-// Called with mu held.
+// resetToken invalidates the pinUvAuthToken (resetPinUvAuthToken, which
+// includes stopUsingPinUvAuthToken). Called with mu held.
 func (s *pinState) resetToken() {
 	pin.Zero(s.token)
-	s.token, s.proto, s.perms, s.rpID, s.used = nil, nil, 0, "", false
+	s.token, s.proto, s.perms, s.rpID, s.uv, s.used = nil, nil, 0, "", false, false
+}
+
+// observeTimer stops a token whose usage timer ran out
+// (pinUvAuthTokenUsageTimerObserver). Called with mu held.
+func (s *pinState) observeTimer(now time.Time) {
+	if s.token != nil && (now.Sub(s.issued) > maxUsage || !s.used && now.Sub(s.issued) > initialUsage) {
+		s.resetToken()
+	}
+}
+
+// presenceCollected is what makeCredential (section 6.1.2) and
+// getAssertion with up=true (section 6.2.2) do in their "up" step once the
+// user was present: clearUserPresentFlag, clearUserVerifiedFlag and
+// clearPinUvAuthTokenPermissionsExceptLbw. One pinUvAuthToken therefore
+// gives one user-verified operation with presence; the platform asks for a
+// new one for the next (python-fido2 and libfido2 get a token per
+// operation). Silent (up=false) assertions leave the token as it was.
+func (a *Authenticator) presenceCollected() {
+	s := &a.pin
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.uv = false
+	s.perms &= ctap2.PermLargeBlobWrite
 }
 
 // regenerate replaces the key agreement key (after every PIN error, so a
@@ -121,9 +154,18 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 	}
 	switch sub {
 	case ctap2.PINGetRetries:
-		_, retries, err := a.cfg.PIN.PINStatus()
-		if err != nil && !errors.Is(err, ErrPINBlocked) {
+		set, retries, err := a.cfg.PIN.PINStatus()
+		switch {
+		case errors.Is(err, ErrPINBlocked):
+			retries = 0
+		case err != nil:
 			return nil, err
+		case !set:
+			// Not "0 retries", which clients read as a blocked PIN: what
+			// current YubiKeys answer. python-fido2's client never asks
+			// before a PIN is set; libfido2's `fido2-token -I` asks and
+			// prints "pin retries: undefined".
+			return nil, ctap2.ErrPINNotSet
 		}
 		r := uint64(retries)
 		pc := s.throttle.Consecutive() >= pin.MaxConsecutive
@@ -208,7 +250,7 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 		return err
 	}
 	if set {
-		return ctap2.ErrNotAllowed
+		return ctap2.ErrPINAuthInvalid // section 6.5.5.5: "If a PIN has already been set"
 	}
 	shared, err := sharedSecret(s, proto, req.KeyAgreement)
 	if err != nil {
@@ -358,14 +400,20 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 		pin.Zero(tok)
 		return nil, err
 	}
-	s.token, s.proto, s.perms, s.rpID, s.issued = tok, proto, perms, rpID, a.cfg.Now()
+	// beginUsingPinUvAuthToken(userIsPresent: false) (section 6.5.5.7.2).
+	s.token, s.proto, s.perms, s.rpID, s.uv, s.issued = tok, proto, perms, rpID, true, a.cfg.Now()
 	return ctap2.Marshal(ctap2.ClientPINResponse{PinUvAuthToken: enc})
 }
 
 // verifyPinUvAuth checks a pinUvAuthParam over msg against the current
-// pinUvAuthToken (section 6.5.5.7.x "verify"): the token must exist and
-// be fresh, come from the same protocol, carry perm, and be bound to rpID
-// or be unbound (then it is bound now). A failure is PIN_AUTH_INVALID.
+// pinUvAuthToken (sections 6.1.2, 6.2.2 and 6.8): the token
+// must be in use (its usage timer not run out), come from the same
+// protocol, carry perm, for makeCredential and getAssertion still have its
+// user verified flag, and be bound to rpID or be unbound (then it is bound
+// now). A failure is PIN_AUTH_INVALID. The MAC must have the protocol's
+// full length (16 bytes for protocol 1, 32 for protocol 2): pin.Protocol's
+// Verify refuses any other, so a truncated protocol 2 MAC (YSA-2025-02)
+// never verifies.
 func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte, perm uint64, rpID string) error {
 	if protoVersion == nil {
 		return ctap2.ErrMissingParameter
@@ -377,15 +425,15 @@ func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte,
 	s := &a.pin
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := a.cfg.Now()
-	if s.token != nil && (now.Sub(s.issued) > maxUsage || !s.used && now.Sub(s.issued) > initialUsage) {
-		s.resetToken()
-	}
+	s.observeTimer(a.cfg.Now())
 	if s.token == nil || s.proto.Version() != proto.Version() || !proto.Verify(s.token, msg, param) {
 		return ctap2.ErrPINAuthInvalid
 	}
 	if s.perms&perm == 0 {
 		return ctap2.ErrPINAuthInvalid
+	}
+	if perm&(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 && !s.uv {
+		return ctap2.ErrPINAuthInvalid // getUserVerifiedFlagValue() is false
 	}
 	if rpID != "" {
 		if s.rpID != "" && s.rpID != rpID {

@@ -77,9 +77,13 @@ func newSweepRig(t *testing.T) *sweepRig {
 	cbor.Unmarshal(body, &mc)
 	n := int(binary.BigEndian.Uint16(mc.AuthData[53:55]))
 	r.cred = mc.AuthData[55 : 55+n]
+	// A token serves one operation with presence (CTAP 2.1 section
+	// 6.5.2.1): a fresh one for each, as platforms do.
+	r.token(ctap2.PermMakeCredential | ctap2.PermGetAssertion)
 	if st := r.getAssertion(); st != ctap2.OK {
 		t.Fatalf("getAssertion: %v", st)
 	}
+	r.token(ctap2.PermMakeCredential | ctap2.PermGetAssertion)
 	return r
 }
 
@@ -232,7 +236,7 @@ func TestTPMFaultAtEveryCommand(t *testing.T) {
 						return
 					}
 					if op.name == "getAssertion (PIN)" || op.name == "makeCredential (rk, PIN, hmac-secret)" {
-						r.token(ctap2.PermMakeCredential | ctap2.PermGetAssertion) // a failure dropped it
+						r.token(ctap2.PermMakeCredential | ctap2.PermGetAssertion) // a failure may have dropped it, a success used it up
 					}
 					if ok, st := op.run(r); !ok {
 						t.Fatalf("after the fault cleared: %s", st)

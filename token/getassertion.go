@@ -16,6 +16,12 @@ import (
 // 6.2.2) for credentials named in the allowList.
 func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertionRequest, setStatus func(byte)) ([]byte, error) {
 	setStatus(statusProcessing)
+	if a.Locked() {
+		// Locked means nothing signs: not a silent (up=false) assertion,
+		// which asks nobody, nor its hmac-secret output. The answer is the
+		// one a locked key gives when presence is asked.
+		return nil, ctap2.ErrOperationDenied
+	}
 	probe := func() error {
 		return a.askUser(ctx, presence.Request{Operation: "select this key", RelyingParty: req.RPID}, setStatus)
 	}
@@ -60,6 +66,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		if err := a.askUser(ctx, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus); err != nil {
 			return nil, err
 		}
+		a.presenceCollected()
 		flags |= ctap2.FlagUP
 	}
 	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1, hs)
@@ -181,11 +188,13 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 }
 
 // nextAssertionWindow is how long getNextAssertion may follow the
-// getAssertion it continues (CTAP 2.1 section 6.3: 30 seconds).
+// getAssertion or getNextAssertion before it (CTAP 2.1 section 6.3: the
+// timer is reset by each, 30 seconds).
 const nextAssertionWindow = 30 * time.Second
 
 // nextAssertions is what authenticatorGetNextAssertion still has to
-// return: valid for 30 s, and only until another command arrives.
+// return: valid for 30 s after the last getAssertion or getNextAssertion,
+// and only until another command arrives.
 type nextAssertions struct {
 	rpHash     [32]byte
 	rpID       string
@@ -209,6 +218,12 @@ func (a *Authenticator) clearNext() {
 func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	a.nextMu.Lock()
 	n := a.next
+	if n != nil && a.Locked() {
+		n.hmacSecret.zero()
+		a.next = nil
+		a.nextMu.Unlock()
+		return nil, ctap2.ErrOperationDenied
+	}
 	if n == nil || a.cfg.Now().After(n.deadline) || len(n.creds) == 0 {
 		if n != nil {
 			n.hmacSecret.zero()
@@ -219,6 +234,7 @@ func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	}
 	c := n.creds[0]
 	n.creds = n.creds[1:]
+	n.deadline = a.cfg.Now().Add(nextAssertionWindow) // section 6.3 step 7: reset the timer
 	a.nextMu.Unlock()
 	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0, n.hmacSecret)
 	if err != nil {

@@ -17,7 +17,7 @@ func (a *Authenticator) info() ctap2.Info {
 		AAGUID:                   AAGUID[:],
 		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
 		MaxMsgSize:               7609,
-		MaxCredentialCountInList: 8,
+		MaxCredentialCountInList: ctap2.MaxCredentialCountInList,
 		MaxCredentialIDLength:    maxCredentialIDLength,
 		Transports:               []string{"usb"},
 		Algorithms:               a.algorithms(),

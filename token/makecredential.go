@@ -73,6 +73,7 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err := a.askUser(ctx, op, setStatus); err != nil {
 		return nil, err
 	}
+	a.presenceCollected()
 	counter, err := a.keys.NextCounter()
 	if err != nil {
 		return nil, err

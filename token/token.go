@@ -145,12 +145,16 @@ func (a *Authenticator) Handle(ctx context.Context, req ctaphid.Request) []byte 
 	return nil
 }
 
-// Lock makes the token refuse every request that needs user presence,
-// without prompting, until Unlock: what a user does when stepping away
-// (and what the tray does when the screen locks).
+// Lock makes the token refuse, without prompting, every request that
+// needs user presence and every one that signs without it (CTAP2 up=false
+// assertions, U2F don't-enforce-presence), until Unlock: what a user does
+// when stepping away (and what the tray does when the screen locks). The
+// pinUvAuthToken and a pending getNextAssertion list end with it.
 func (a *Authenticator) Lock() {
 	if !a.locked.Swap(true) {
 		a.gate.reset()
+		a.clearNext()
+		a.ResetPINToken()
 		a.log.Info("token locked")
 	}
 }

@@ -98,6 +98,12 @@ func TestNoPINOrSecretOnTheTPMBus(t *testing.T) {
 	n := int(mc.AuthData[53])<<8 | int(mc.AuthData[54])
 	cred := bytes.Clone(mc.AuthData[55 : 55+n])
 	salt := bytes.Repeat([]byte{0xa5}, 32)
+	// The makeCredential collected presence and so used up the token
+	// (CTAP 2.1 section 6.5.2.1): a fresh one for the assertion.
+	if st := p.getToken(second, ctap2.PermGetAssertion, "example.org"); st != ctap2.OK {
+		t.Fatalf("getPinUvAuthToken for the assertion: %v", st)
+	}
+	secrets["third pinUvAuthToken"] = p.token
 	tok := p.token
 	st, withUV, _ := p.hmacSecretAssert("example.org", cred, salt, true)
 	if st != ctap2.OK {

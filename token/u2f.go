@@ -143,6 +143,10 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	var up byte
 	switch apdu.P1 {
 	case authCheckOnly:
+		// Answered also while locked: it signs nothing and asks nobody,
+		// and refusing it would have to claim either "ours" (0x6985) or
+		// "not ours" (0x6A80) for every handle, so a browser would think
+		// the key already registered, or not, for any site.
 		c, err := a.u2fCredential(handle, app)
 		if err != nil {
 			return nil, err
@@ -168,15 +172,18 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 		return nil, apduErr(SWWrongData, err.Error())
 	}
 	// Presence is asked only for a handle that can be ours: never prompt
-	// the user for a request that cannot succeed. And a handle that is
-	// deleted, or credProtect 3, signs nothing, presence or not.
+	// the user for a request that cannot succeed. A handle that is not
+	// ours, deleted, or credProtect 3 is 0x6A80 whatever P1 says and
+	// whether or not the token is locked.
 	if _, err := a.u2fCredential(handle, app); err != nil {
 		return nil, err
 	}
-	if up == 1 {
-		if a.Locked() {
-			return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
-		}
+	if a.Locked() {
+		// Locked, nothing signs, with or without presence (P1 0x08 too).
+		// 0x6985 is what a key waiting for a touch answers: the client
+		// keeps polling as for an untouched key, and signs in once the
+		// user unlocks, instead of giving up on a "bad key handle".
+		return nil, apduErr(SWConditionsNotSatisfied, errLocked.Error())
 	}
 	presenceKey := requestKey([]byte{insAuthenticate}, data)
 	ask := presence.Request{Operation: "sign in", RelyingParty: AppIDName(app)}

@@ -54,6 +54,9 @@ def main():
     check("getInfo pinUvAuthProtocols 2 and 1", set(info.pin_uv_protocols) == {1, 2}, str(info.pin_uv_protocols))
     check("getInfo credMgmt", info.options.get("credMgmt") is True)
 
+    check("getPINRetries before a PIN: PIN_NOT_SET, not 0 retries",
+          code(ClientPin(ctap).get_pin_retries) == CtapError.ERR.PIN_NOT_SET)
+
     client_pin = ClientPin(ctap, PinProtocolV1())
     # python-fido2 refuses short PINs itself; send one by hand.
     ka, shared = client_pin._get_shared_secret()
@@ -79,6 +82,12 @@ def main():
             pin_uv_param=proto.authenticate(token, cdh), pin_uv_protocol=proto.VERSION)
         check("discoverable makeCredential with the PIN has UV (protocol %d)" % proto.VERSION,
               att.auth_data.is_user_verified())
+        cdh2 = hashlib.sha256(b"mc again %d" % proto.VERSION).digest()
+        check("the same pinUvAuthToken again: PIN_AUTH_INVALID (protocol %d)" % proto.VERSION,
+              code(ctap.make_credential, cdh2, {"id": "example.com"}, {"id": b"again", "name": "again"},
+                   [{"type": "public-key", "alg": -7}], options={"rk": True},
+                   pin_uv_param=proto.authenticate(token, cdh2), pin_uv_protocol=proto.VERSION)
+              == CtapError.ERR.PIN_AUTH_INVALID)
     check("discoverable makeCredential without the PIN: PUAT_REQUIRED",
           code(ctap.make_credential, b"\x01" * 32, {"id": "example.com"}, {"id": b"x", "name": "x"},
                [{"type": "public-key", "alg": -7}], options={"rk": True}) == 0x36)  # PUAT_REQUIRED (2.0: PIN_REQUIRED)

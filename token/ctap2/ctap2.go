@@ -130,10 +130,17 @@ func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
 // encodings, definite lengths, sorted unique keys, no tags) and decodes it
 // into v. Canonical form is checked by decoding and re-encoding: a request
 // whose bytes differ from their canonical encoding is ErrInvalidCBOR. A
-// value of the wrong type is ErrCBORUnexpectedType.
+// value of the wrong type is ErrCBORUnexpectedType. An array or map longer
+// than the decoder takes (64) is ErrLimitExceeded, like a credential list
+// longer than MaxCredentialCountInList.
 func decode(b []byte, v any) error {
 	var generic any
 	rest, err := decMode.UnmarshalFirst(b, &generic)
+	var arrayErr *cbor.MaxArrayElementsError
+	var mapErr *cbor.MaxMapPairsError
+	if errors.As(err, &arrayErr) || errors.As(err, &mapErr) {
+		return ErrLimitExceeded
+	}
 	if err != nil || len(rest) != 0 {
 		return ErrInvalidCBOR
 	}

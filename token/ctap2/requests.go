@@ -2,17 +2,21 @@ package ctap2
 
 import "github.com/fxamacker/cbor/v2"
 
-// RPEntity is PublicKeyCredentialRpEntity.
+// RPEntity is PublicKeyCredentialRpEntity. Icon is decoded only so that
+// a value of the wrong type is CBOR_UNEXPECTED_TYPE, as for every other
+// member; the token keeps no icons.
 type RPEntity struct {
 	ID   string `cbor:"id"`
 	Name string `cbor:"name,omitempty"`
+	Icon string `cbor:"icon,omitempty"`
 }
 
-// UserEntity is PublicKeyCredentialUserEntity.
+// UserEntity is PublicKeyCredentialUserEntity (Icon as in RPEntity).
 type UserEntity struct {
 	ID          []byte `cbor:"id"`
 	Name        string `cbor:"name,omitempty"`
 	DisplayName string `cbor:"displayName,omitempty"`
+	Icon        string `cbor:"icon,omitempty"`
 }
 
 // CredentialParameter is PublicKeyCredentialParameters.
@@ -36,6 +40,20 @@ const (
 	AlgRS256 = -257 // RSASSA-PKCS1-v1_5 w/ SHA-256
 	AlgPS256 = -37  // RSASSA-PSS w/ SHA-256
 )
+
+// MaxCredentialCountInList is getInfo's maxCredentialCountInList: the most
+// entries an allowList or excludeList may have. A longer list is
+// CTAP2_ERR_LIMIT_EXCEEDED ("limit for number of items exceeded"), as
+// Chromium's virtual CTAP2 authenticator answers, and which Chromium reads
+// as "none of these credentials is here". Platforms split longer lists
+// into batches of this size.
+const MaxCredentialCountInList = 8
+
+// clientDataHashSize: clientDataHash is a SHA-256. CTAP 2.1 names no error
+// for another length, and neither OpenSK nor trussed's fido-authenticator
+// checks it; the value is well-formed CBOR of the right type, so it is a
+// bad parameter: CTAP1_ERR_INVALID_PARAMETER.
+const clientDataHashSize = 32
 
 // MakeCredentialRequest is authenticatorMakeCredential's parameters
 // (section 6.1.1).
@@ -64,6 +82,18 @@ func DecodeMakeCredential(b []byte) (*MakeCredentialRequest, error) {
 	}
 	if r.RP.ID == "" || r.User.ID == nil {
 		return nil, ErrMissingParameter
+	}
+	if len(r.ClientDataHash) != clientDataHashSize {
+		return nil, ErrInvalidParameter
+	}
+	if r.EnterpriseAttest != nil {
+		// Section 6.1.2: an authenticator that is not enterprise
+		// attestation capable (getInfo has no "ep") answers
+		// CTAP1_ERR_INVALID_PARAMETER; so do OpenSK and trussed's.
+		return nil, ErrInvalidParameter
+	}
+	if len(r.ExcludeList) > MaxCredentialCountInList {
+		return nil, ErrLimitExceeded
 	}
 	if len(r.User.ID) > 64 {
 		return nil, ErrInvalidLength
@@ -101,6 +131,12 @@ func DecodeGetAssertion(b []byte) (*GetAssertionRequest, error) {
 	}
 	if r.RPID == "" || r.ClientDataHash == nil {
 		return nil, ErrMissingParameter
+	}
+	if len(r.ClientDataHash) != clientDataHashSize {
+		return nil, ErrInvalidParameter
+	}
+	if len(r.AllowList) > MaxCredentialCountInList {
+		return nil, ErrLimitExceeded
 	}
 	for _, d := range r.AllowList {
 		if d.Type == "" || d.ID == nil {

@@ -395,6 +395,14 @@ func (s *Server) dispatch(ctx context.Context, m *message, peer any) {
 			s.sendError(m.cid, ErrInvalidCmd, peer)
 			return
 		}
+		if len(m.payload) == 0 {
+			// CTAPHID_CBOR's BCNT is at least 1, the CTAP command byte
+			// (CTAP 2.1 section 11.2.9.1.2): an empty one is a framing
+			// error, answered at this layer, not a CTAP status.
+			s.log.Info("ctaphid: CBOR message without a command byte", "cid", m.cid)
+			s.sendError(m.cid, ErrInvalidLen, peer)
+			return
+		}
 		s.run(ctx, m, peer)
 	default:
 		s.log.Info("ctaphid: unknown command", "cid", m.cid, "cmd", m.cmd)

@@ -253,6 +253,20 @@ func TestErrors(t *testing.T) {
 	r.expectError(t, cid, ctaphid.ErrInvalidPar)
 }
 
+// TestEmptyCBORIsInvalidLen: a CTAPHID_CBOR message without even the
+// command byte is a CTAPHID_ERROR INVALID_LEN frame (CTAP 2.1 section
+// 11.2.9.1.2: BCNT is at least 1), and never reaches the handler.
+func TestEmptyCBORIsInvalidLen(t *testing.T) {
+	r := newRig(t, ctaphid.Options{Capabilities: ctaphid.CapCBOR})
+	cid := r.init(t)
+	r.sendMsg(t, cid, ctaphid.CmdCBOR, nil)
+	r.expectError(t, cid, ctaphid.ErrInvalidLen)
+	r.sendMsg(t, cid, ctaphid.CmdCBOR, []byte{4})
+	if cmd, p := r.recv(t, cid, false); cmd != ctaphid.CmdCBOR || string(p) != "echo:\x04" {
+		t.Fatalf("CBOR with a command byte: cmd %#x payload %q", cmd, p)
+	}
+}
+
 func TestNeverAllocatedChannelServed(t *testing.T) {
 	r := newRig(t, ctaphid.Options{})
 	r.sendMsg(t, 0x01020304, ctaphid.CmdMsg, []byte("hi"))
