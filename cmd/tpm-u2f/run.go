@@ -323,6 +323,9 @@ func openCredentials(dir string, b tpm.Backend, e *tpm.Engine, log *slog.Logger)
 	return store, nil
 }
 
+// resetStep lets a test stop resetAll between its steps, as a crash would.
+var resetStep = func(string) error { return nil }
+
 // resetAll is authenticatorReset: the TPM identity first (its epoch
 // increment is the commit point; tpm/epoch.go), then the credential store.
 // The store is wiped and re-keyed before its new sealed key is written:
@@ -337,12 +340,18 @@ func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, 
 	if err := persist(newID); err != nil {
 		return err
 	}
+	if err := resetStep("identity"); err != nil {
+		return err
+	}
 	secret, blob, err := e.Seal()
 	if err != nil {
 		return err
 	}
 	defer clear(secret)
 	if err := creds.Reset(secret); err != nil {
+		return err
+	}
+	if err := resetStep("store"); err != nil {
 		return err
 	}
 	if !b.Volatile {
