@@ -159,6 +159,13 @@ func (e *Engine) run(f func() error, rerunOnTransport bool) error {
 	if e.closed {
 		return ErrClosed
 	}
+	if e.id.Pending != nil {
+		// A reset failed after its pending record was saved: settle it
+		// before anything uses a key.
+		if _, err := e.resumeReset(); err != nil {
+			return err
+		}
+	}
 	err := f()
 	var ce *CommandError
 	if err == nil || !errors.As(err, &ce) {

@@ -343,11 +343,25 @@ func (e *Engine) readEpoch() (uint64, error) {
 // removed. The signature counter's index is kept, so the counter still
 // never goes back. The identity is saved through Options.Persist ahead of
 // the increment and after it; Reset returns the identity now in use.
+//
+// When a TPM command fails after the pending record was saved, the old
+// storage key is dropped all the same and the engine settles the reset
+// (finishes or rolls it back, as the epoch says) at its next operation,
+// or the next start.
 func (e *Engine) Reset() (Identity, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return e.id, ErrClosed
+	}
+	if e.id.Pending != nil {
+		committed, err := e.resumeReset()
+		if err != nil {
+			return e.id, err
+		}
+		if committed {
+			return e.id, nil
+		}
 	}
 	v, err := e.readEpoch()
 	if err != nil {
@@ -376,45 +390,74 @@ func (e *Engine) Reset() (Identity, error) {
 	}
 	// The commit point.
 	v, err = e.incrementCounter(e.id.EpochIndex)
-	if err != nil {
-		// Whether the increment happened is unknown (a lost response):
-		// the TPM says.
-		now, rerr := e.readEpoch()
-		switch {
-		case rerr == nil && now == e.id.Epoch:
-			e.id.Pending = nil
-			e.persist() // if this fails too, the next start rolls back
-			return e.id, err
-		case rerr == nil:
-			v = now
-		default:
-			// Unknown: stop using the old storage key; the next start
-			// finishes or rolls back.
-			e.closeLocked()
-			return e.id, fmt.Errorf("%w (the reset is finished or rolled back at the next start)", err)
-		}
-	}
+	// Whatever the increment's outcome, the old storage key is not used
+	// again until the epoch says the reset did not happen.
 	e.pool.close()
 	e.flush(e.srk.Handle)
 	e.srk = tpm2.NamedHandle{}
-	if err := e.finishReset(v); err != nil {
-		e.closeLocked()
-		return e.id, fmt.Errorf("%w (the reset committed and is finished at the next start)", err)
+	if err != nil {
+		// A lost response leaves it unknown: the TPM says.
+		committed, rerr := e.resumeReset()
+		switch {
+		case rerr != nil:
+			return e.id, fmt.Errorf("%w (the reset is settled by the next operation or start)", err)
+		case !committed:
+			return e.id, err
+		}
+	} else if err := e.finishReset(v); err != nil {
+		return e.id, fmt.Errorf("%w (the reset committed; it is finished by the next operation or start)", err)
 	}
-	e.pool.rebind(e.srk.Handle, e.srkPub)
-	if err := e.afterIdentityChange(); err != nil {
-		e.closeLocked()
-		return e.id, err
-	}
-	e.log.Warn("tpm: identity reset: every credential made before is gone", "epoch", v)
+	e.log.Warn("tpm: identity reset: every credential made before is gone", "epoch", e.id.Epoch)
 	return e.id, nil
+}
+
+// resumeReset settles a reset saved as pending whose commit this process
+// did not see: finished if the epoch moved (true), rolled back if not.
+// Called with e.mu held and e.srk not loaded.
+func (e *Engine) resumeReset() (bool, error) {
+	v, err := e.readEpoch()
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case v == e.id.Epoch:
+		pending := e.id.Pending
+		e.id.Pending = nil
+		if err := e.persist(); err != nil {
+			e.id.Pending = pending
+			return false, err
+		}
+		p, pub, err := e.identityPrimary()
+		if err != nil {
+			return false, err
+		}
+		if err := e.attach(p, pub); err != nil {
+			return false, err
+		}
+		e.pool.rebind(e.srk.Handle, e.srkPub)
+		e.log.Warn("the reset did not commit; the identity stays as it was")
+		return false, nil
+	case v > e.id.Epoch:
+		return true, e.finishReset(v)
+	}
+	return false, ErrEpochIndex
 }
 
 // finishReset makes the pending identity current once the epoch has moved
 // to v: its primary, storage key and hmac-secret key; saves it; removes
-// the PIN index. Running it again after a crash is harmless. Called with
-// e.mu held, e.srk not loaded.
-func (e *Engine) finishReset(v uint64) error {
+// the PIN index. Running it again after a failure or a crash is harmless;
+// on failure e.id is the pending one again. Called with e.mu held, e.srk
+// not loaded.
+func (e *Engine) finishReset(v uint64) (err error) {
+	orig := e.id
+	defer func() {
+		if err != nil {
+			if e.srk.Handle != 0 {
+				e.flush(e.srk.Handle)
+			}
+			e.srk, e.id = tpm2.NamedHandle{}, orig
+		}
+	}()
 	pending := *e.id.Pending
 	next := e.id
 	next.Seed, next.Epoch, next.Bound, next.Pending = pending.Seed, v, true, nil
@@ -453,5 +496,11 @@ func (e *Engine) finishReset(v uint64) error {
 	if err := e.persist(); err != nil {
 		return err
 	}
-	return e.cleanPINIndexes()
+	if err := e.cleanPINIndexes(); err != nil {
+		return err
+	}
+	if e.pool != nil {
+		e.pool.rebind(e.srk.Handle, e.srkPub)
+	}
+	return e.afterIdentityChange()
 }

@@ -146,51 +146,66 @@ func TestResetKilledAtEveryStep(t *testing.T) {
 				c.cut = tr.n
 			}
 			_, rerr := e.Reset()
-			if !c.dead {
-				e.Close()
-			}
 			t.Logf("reset: %v", rerr)
+
+			// check tells which identity an engine has, and that it has all
+			// of that one and nothing of the other.
+			check := func(e *tpm.Engine) bool {
+				t.Helper()
+				defer func() {
+					if e.Identity().Pending != nil || c.id.Pending != nil {
+						t.Fatal("the reset was left pending")
+					}
+				}()
+				signErr := func() error { _, err := sign(e, cred, rp("example.org"), "m"); return err }()
+				gotCR, crErr := e.CredRandom(cred, true)
+				gotSecret, unsealErr := e.Unseal(blob)
+				st, pinErr := e.PINStatus()
+				if crErr != nil || pinErr != nil {
+					t.Fatalf("CredRandom %v, PINStatus %v", crErr, pinErr)
+				}
+				if v, err := e.NextCounter(); err != nil || v <= c0 {
+					t.Fatalf("signature counter %d after %d (%v)", v, c0, err)
+				}
+				switch {
+				case signErr == nil:
+					if !bytes.Equal(gotCR, cr) || unsealErr != nil || !bytes.Equal(gotSecret, secret) || !st.Set {
+						t.Fatalf("old credential signs but: hmac-secret same %v, unseal %v, PIN set %v",
+							bytes.Equal(gotCR, cr), unsealErr, st.Set)
+					}
+					return true
+				case errors.Is(signErr, tpm.ErrForeignCredential):
+					if bytes.Equal(gotCR, cr) || !errors.Is(unsealErr, tpm.ErrSealedForeign) || st.Set {
+						t.Fatalf("old credential is gone but: hmac-secret same %v, unseal %v, PIN set %v",
+							bytes.Equal(gotCR, cr), unsealErr, st.Set)
+					}
+					if _, err := sign(e, mustCredential(t, e), rp("example.org"), "m"); err != nil {
+						t.Fatalf("new credential after the reset: %v", err)
+					}
+					return false
+				}
+				t.Fatalf("old credential: %v", signErr)
+				return false
+			}
+			if !c.dead {
+				// The process lives on: its next operation settles the
+				// reset.
+				c.cut = 0
+				live := check(e)
+				e.Close()
+				if live != check(restart(t, sim, c)) {
+					t.Fatal("the restart disagrees with the live engine")
+				}
+			}
 
 			// The next start, on a bare TPM that still holds what the dead
 			// process loaded.
-			c = &crashing{next: sim, id: c.id}
-			e, id, err = tpm.New(c, c.id, tpm.Options{Persist: c.persist, FlushStale: true})
-			if err != nil {
-				t.Fatalf("start after the killed reset: %v", err)
-			}
-			c.id = id
-			defer e.Close()
-			if id.Pending != nil {
-				t.Fatal("the start left the reset pending")
-			}
-			signErr := func() error { _, err := sign(e, cred, rp("example.org"), "m"); return err }()
-			gotCR, crErr := e.CredRandom(cred, true)
-			gotSecret, unsealErr := e.Unseal(blob)
-			st, pinErr := e.PINStatus()
-			if crErr != nil || pinErr != nil {
-				t.Fatalf("after the start: CredRandom %v, PINStatus %v", crErr, pinErr)
-			}
-			switch {
-			case signErr == nil:
+			e = restart(t, sim, c)
+			isOld := check(e)
+			if isOld {
 				old++
-				if !bytes.Equal(gotCR, cr) || unsealErr != nil || !bytes.Equal(gotSecret, secret) || !st.Set {
-					t.Fatalf("old credential signs but: hmac-secret same %v, unseal %v, PIN set %v",
-						bytes.Equal(gotCR, cr), unsealErr, st.Set)
-				}
-			case errors.Is(signErr, tpm.ErrForeignCredential):
+			} else {
 				fresh++
-				if bytes.Equal(gotCR, cr) || !errors.Is(unsealErr, tpm.ErrSealedForeign) || st.Set {
-					t.Fatalf("old credential is gone but: hmac-secret same %v, unseal %v, PIN set %v",
-						bytes.Equal(gotCR, cr), unsealErr, st.Set)
-				}
-				if _, err := sign(e, mustCredential(t, e), rp("example.org"), "m"); err != nil {
-					t.Fatalf("new credential after the reset: %v", err)
-				}
-			default:
-				t.Fatalf("old credential: %v", signErr)
-			}
-			if v, err := e.NextCounter(); err != nil || v <= c0 {
-				t.Fatalf("signature counter %d after %d (%v)", v, c0, err)
 			}
 			e.Close()
 			// And the start after that agrees.
@@ -198,8 +213,9 @@ func TestResetKilledAtEveryStep(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second start: %v", err)
 			}
-			if _, err := sign(e, cred, rp("example.org"), "m"); (err == nil) != (signErr == nil) {
-				t.Fatalf("second start changed its mind: %v then %v", signErr, err)
+			defer e.Close()
+			if _, err := sign(e, cred, rp("example.org"), "m"); (err == nil) != isOld {
+				t.Fatalf("second start changed its mind: %v", err)
 			}
 		})
 	}
@@ -207,6 +223,19 @@ func TestResetKilledAtEveryStep(t *testing.T) {
 	if old == 0 || fresh == 0 {
 		t.Errorf("the trials never saw both outcomes (old %d, new %d)", old, fresh)
 	}
+}
+
+// restart starts the engine again on the identity c's disk holds, as the
+// daemon does on a bare TPM (flushing what a dead process left loaded).
+func restart(t *testing.T, sim transport.TPM, c *crashing) *tpm.Engine {
+	t.Helper()
+	c.dead, c.cut, c.write = false, 0, 0
+	e, id, err := tpm.New(sim, c.id, tpm.Options{Persist: c.persist, FlushStale: true})
+	if err != nil {
+		t.Fatalf("start after the killed reset: %v", err)
+	}
+	c.id = id
+	return e
 }
 
 func mustCredential(t *testing.T, e *tpm.Engine) []byte {

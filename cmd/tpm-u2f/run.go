@@ -148,6 +148,9 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), id)
 	}
 	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log, FlushStale: backend.Bare, Persist: persist})
+	if errors.Is(err, tpm.ErrPrimaryMismatch) || errors.Is(err, tpm.ErrStaleIdentity) || errors.Is(err, tpm.ErrEpochIndex) {
+		return fmt.Errorf("%w (state directory: %s)", err, f.state)
+	}
 	if err != nil {
 		return err
 	}
