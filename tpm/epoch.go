@@ -3,6 +3,7 @@ package tpm
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,8 +65,10 @@ import (
 // credentials under the plain primary; it is migrated at its first start
 // (the epoch index is defined, the Name recorded) but stays unbound until
 // its first reset, so that its credential IDs keep working. The daemon
-// refuses a restored pre-reset copy of it just the same, but the TPM would
-// still load its credentials for whoever builds the plain primary himself.
+// refuses a restored pre-reset copy of it just the same (its first reset
+// defines a marker index derived from its seed, which a version 1 copy is
+// checked against), but the TPM would still load its credentials for
+// whoever builds the plain primary himself.
 
 var (
 	// ErrPrimaryMismatch: the storage primary is not the one recorded at
@@ -231,6 +234,18 @@ func (e *Engine) createStorageKey(p tpm2.NamedHandle) error {
 // Called by New with e.mu held.
 func (e *Engine) startIdentity() error {
 	if e.id.EpochIndex == 0 {
+		if !e.id.Bound {
+			// A version 1 identity.json: refused if its seed was retired
+			// by a reset since it was migrated (a copy restored from
+			// before the upgrade and the reset).
+			_, err := e.readNVPublic(retiredIndex(e.id.Seed))
+			if err == nil {
+				return fmt.Errorf("%w (this version 1 identity.json was migrated and reset before)", ErrStaleIdentity)
+			}
+			if !errors.Is(err, tpm2.TPMRCHandle) {
+				return err
+			}
+		}
 		if err := e.provisionEpoch(); err != nil {
 			return err
 		}
@@ -247,7 +262,10 @@ func (e *Engine) startIdentity() error {
 		} else {
 			e.log.Info("identity migrated: storage primary Name recorded and reset epoch defined; the primary stays the same until the next reset")
 		}
-		return e.attach(p, pub)
+		if err := e.attach(p, pub); err != nil {
+			return err
+		}
+		return e.persist()
 	}
 	// The Name first: a cleared TPM must be named as such, not as a
 	// missing epoch index.
@@ -284,6 +302,14 @@ func (e *Engine) startIdentity() error {
 		return ErrEpochIndex
 	}
 	return e.attach(p, pub)
+}
+
+// retiredIndex is the NV index whose existence says that the version 1
+// identity with this seed was reset: derived from the seed, since a
+// version 1 identity.json records no epoch.
+func retiredIndex(seed [32]byte) uint32 {
+	h := sha256.Sum256(append([]byte("tpm-u2f retired version 1 seed\x00"), seed[:]...))
+	return ownerNVFirst + binary.BigEndian.Uint32(h[:4])%(ownerNVLast-ownerNVFirst+1)
 }
 
 // provisionEpoch defines the identity's epoch counter (the signature
@@ -459,6 +485,14 @@ func (e *Engine) finishReset(v uint64) (err error) {
 		}
 	}()
 	pending := *e.id.Pending
+	if !e.id.Bound {
+		// The first reset of a migrated identity: its credentials live
+		// under the plain primary, which no epoch guards. The marker
+		// makes the daemon refuse a version 1 copy of it.
+		if err := e.defineCounter(retiredIndex(e.id.Seed)); err != nil && !errors.Is(err, tpm2.TPMRCNVDefined) {
+			return err
+		}
+	}
 	next := e.id
 	next.Seed, next.Epoch, next.Bound, next.Pending = pending.Seed, v, true, nil
 	next.HMACKey, next.StorageKey, next.PrimaryName = nil, nil, nil

@@ -332,6 +332,15 @@ func TestV1IdentityMigrates(t *testing.T) {
 	if _, _, err := New(sim, migrated, Options{}); !errors.Is(err, ErrStaleIdentity) {
 		t.Fatalf("restored migrated identity after a reset: %v", err)
 	}
+	// And the version 1 file from before the upgrade.
+	os.WriteFile(path, raw, 0o600)
+	v1, err := LoadIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := New(sim, v1, Options{}); !errors.Is(err, ErrStaleIdentity) {
+		t.Fatalf("restored version 1 identity after the reset: %v", err)
+	}
 	e, _, err = New(sim, after, Options{})
 	if err != nil {
 		t.Fatalf("start after the reset: %v", err)
