@@ -347,3 +347,41 @@ func TestV1IdentityMigrates(t *testing.T) {
 	}
 	e.Close()
 }
+
+// TestIdentityFileRoundTrip: everything a reset and a start rely on
+// (the pending record included) survives identity.json, and malformed
+// files are refused with an error, never loaded half.
+func TestIdentityFileRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "identity.json")
+	id := NewIdentity()
+	id.CounterIndex, id.CounterBase, id.PINIndex = 0x01800001, 7, 0x01800002
+	id.HMACKey, id.PrimaryName, id.EpochName, id.StorageKey = []byte{1, 2}, []byte{3}, []byte{4}, []byte{5, 6}
+	id.EpochIndex, id.Epoch = 0x01800003, 41
+	id.Pending = &PendingReset{Epoch: 42, PrimaryName: []byte{9}}
+	id.Pending.Seed[0] = 1
+	if err := SaveIdentity(path, id); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadIdentity(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(id)
+	b, _ := json.Marshal(got)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("round trip:\n%s\n%s", a, b)
+	}
+	for name, body := range map[string]string{
+		"unknown version":           `{"version": 3, "seed": "` + hex.EncodeToString(id.Seed[:]) + `"}`,
+		"version 1 with an epoch":   `{"version": 1, "seed": "` + hex.EncodeToString(id.Seed[:]) + `", "epoch_nv_index": 25165825}`,
+		"bound without storage key": `{"version": 2, "seed": "` + hex.EncodeToString(id.Seed[:]) + `", "epoch_nv_index": 25165825, "epoch_nv_name": "01", "primary_name": "02", "epoch": 1, "epoch_bound": true}`,
+		"pending behind the epoch":  `{"version": 2, "seed": "` + hex.EncodeToString(id.Seed[:]) + `", "epoch_nv_index": 25165825, "epoch_nv_name": "01", "primary_name": "02", "epoch": 5, "pending_reset": {"seed": "` + hex.EncodeToString(id.Seed[:]) + `", "epoch": 5, "primary_name": "03"}}`,
+		"bad pending seed":          `{"version": 2, "seed": "` + hex.EncodeToString(id.Seed[:]) + `", "epoch_nv_index": 25165825, "epoch_nv_name": "01", "primary_name": "02", "epoch": 5, "pending_reset": {"seed": "zz", "epoch": 6, "primary_name": "03"}}`,
+		"epoch index outside range": `{"version": 2, "seed": "` + hex.EncodeToString(id.Seed[:]) + `", "epoch_nv_index": 1, "epoch_nv_name": "01", "primary_name": "02"}`,
+	} {
+		os.WriteFile(path, []byte(body), 0o600)
+		if _, err := LoadIdentity(path); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+}
