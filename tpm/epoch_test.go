@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -196,7 +197,8 @@ func TestPrimaryNameChecked(t *testing.T) {
 // undefines the epoch index (the start refuses: ErrEpochIndex) and defines
 // one like it at the same handle. The new counter starts above the old
 // value (the TPM guarantees it), so the start refuses the identity as
-// reset, and the TPM refuses its storage key.
+// reset, and the TPM refuses its storage key. Nor does an ordinary index
+// holding the old value pass for it.
 func TestEpochIndexReplacedFailsClosed(t *testing.T) {
 	sim := openSim(t)
 	defer sim.Close()
@@ -232,6 +234,38 @@ func TestEpochIndexReplacedFailsClosed(t *testing.T) {
 	}
 	if err := x.attach(p, pub); !errors.Is(err, tpm2.TPMRCPolicy) {
 		t.Fatalf("storage key loaded with a redefined epoch index: %v", err)
+	}
+
+	// An ordinary index in its place, holding the old value: PolicyNV's
+	// comparison holds, but the TPM extends the policy with that index's
+	// Name, which is not the counter's.
+	if err := x.undefineNV(id.EpochIndex); err != nil {
+		t.Fatal(err)
+	}
+	ordinary := tpm2.TPMSNVPublic{NVIndex: tpm2.TPMHandle(id.EpochIndex), NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{NT: tpm2.TPMNTOrdinary, AuthWrite: true, AuthRead: true, NoDA: true}, DataSize: 8}
+	if _, err := (tpm2.NVDefineSpace{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		PublicInfo: tpm2.New2B(ordinary)}).Execute(sim); err != nil {
+		t.Fatal(err)
+	}
+	name, err := x.readNVPublic(id.EpochIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (tpm2.NVWrite{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(id.EpochIndex), Name: name, Auth: tpm2.PasswordAuth(nil)},
+		NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(id.EpochIndex), Name: name},
+		Data:    tpm2.TPM2BMaxNVBuffer{Buffer: binary.BigEndian.AppendUint64(nil, id.Epoch)}}).Execute(sim); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := New(sim, id, Options{}); !errors.Is(err, ErrEpochIndex) {
+		t.Fatalf("start with an ordinary index holding the old epoch: %v", err)
+	}
+	p, pub, err = x.identityPrimary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.attach(p, pub); !errors.Is(err, tpm2.TPMRCPolicyFail) {
+		t.Fatalf("storage key loaded with an ordinary index holding the old epoch: %v", err)
 	}
 }
 
