@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-tpm/tpm2"
 	"github.com/tpm-u2f/tpm-u2f/internal/u2fhost"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
@@ -130,4 +134,79 @@ func TestRestoredBackupAfterResetRefused(t *testing.T) {
 			t.Errorf("the daemon's refusal after TPM2_Clear does not say %q:\n%s", says, out)
 		}
 	}
+}
+
+// remaining is getInfo's remainingDiscoverableCredentials.
+func remaining(t *testing.T, ctx context.Context, c *ctaphid.Client) uint64 {
+	t.Helper()
+	st, body, err := ctap2Call(ctx, c, ctap2.CmdGetInfo, nil)
+	var info ctap2.Info
+	if err != nil || st != ctap2.OK || cbor.Unmarshal(body, &info) != nil || info.RemainingDiscoverable == nil {
+		t.Fatalf("getInfo: %v %v", st, err)
+	}
+	return *info.RemainingDiscoverable
+}
+
+// TestResetKilledBySIGKILL runs authenticatorReset on the daemon (swtpm)
+// and kills it with SIGKILL after a random 0–25 ms, trial after trial,
+// then restarts it on the same state: the daemon always starts, and
+// either the old key handle signs and the passkey is still counted, or
+// the handle is unknown and the store is empty (every slot free).
+func TestResetKilledBySIGKILL(t *testing.T) {
+	spec := tpmtest.SWTPM(t)
+	state := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	app := sha256.Sum256([]byte("https://example.com"))
+	rng := rand.New(rand.NewPCG(13, uint64(time.Now().UnixNano())))
+	n := trials(12)
+	old, fresh := 0, 0
+	for i := range n {
+		addr, _, kill := startDaemonIn(t, state, "--tpm", spec)
+		c := dial(t, ctx, addr)
+		reg, err := u2fhost.Register(ctx, c, sha256.Sum256([]byte(fmt.Sprint("r", i))), app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cdh := sha256.Sum256([]byte(fmt.Sprint("mc ", i)))
+		st, _, err := ctap2Call(ctx, c, ctap2.CmdMakeCredential, map[int]any{1: cdh[:],
+			2: map[string]any{"id": "example.com"}, 3: map[string]any{"id": []byte(fmt.Sprint("user ", i)), "name": "u"},
+			4: []map[string]any{{"type": "public-key", "alg": -7}}, 7: map[string]bool{"rk": true}})
+		if err != nil || st != ctap2.OK {
+			t.Fatalf("trial %d: makeCredential: %v %v", i, st, err)
+		}
+		before := remaining(t, ctx, c)
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		done := make(chan struct{})
+		go func() { ctap2Call(rctx, c, ctap2.CmdReset, nil); close(done) }()
+		delay := time.Duration(rng.IntN(25_000)) * time.Microsecond
+		time.Sleep(delay)
+		kill()
+		rcancel()
+		<-done
+
+		addr, stop, _ := startDaemonIn(t, state, "--tpm", spec)
+		c = dial(t, ctx, addr)
+		_, err = u2fhost.Authenticate(ctx, c, sha256.Sum256([]byte(fmt.Sprint("a", i))), app, reg.KeyHandle, 0x03)
+		left := remaining(t, ctx, c)
+		var se *u2fhost.StatusError
+		switch {
+		case err == nil:
+			old++
+			if left != before {
+				t.Fatalf("trial %d (killed after %v): the old key signs but %d slots are free, %d before the reset", i, delay, left, before)
+			}
+		case errors.As(err, &se) && se.SW == 0x6a80:
+			fresh++
+			if left != 256 {
+				t.Fatalf("trial %d (killed after %v): the old key is gone but only %d slots are free", i, delay, left)
+			}
+		default:
+			t.Fatalf("trial %d: the old key handle after the killed reset: %v", i, err)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d resets killed by SIGKILL: %d kept the old identity, %d finished the new one", n, old, fresh)
 }

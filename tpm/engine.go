@@ -324,6 +324,10 @@ func (e *Engine) flushStale() {
 	}
 }
 
+func isSession(ht tpm2.TPMHT) bool {
+	return ht == tpm2.TPMHTHMACSession || ht == tpm2.TPMHTPolicySession
+}
+
 // FlushAll flushes every loaded handle of one type (transient objects,
 // HMAC sessions, ...) on t and returns how many it flushed.
 func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
@@ -337,7 +341,11 @@ func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
 	}
 	n := 0
 	for _, h := range handles.Handle {
-		if uint32(h)>>24 != uint32(ht) {
+		// Sessions are listed by state (loaded 0x02, saved 0x03), each
+		// with its own type in the handle: a loaded policy session is
+		// 0x03xxxxxx in the loaded list (Part 2, TPM_HT). Skipping those
+		// left a killed daemon's policy sessions loaded for good.
+		if kind := uint32(h) >> 24; kind != uint32(ht) && !(isSession(ht) && isSession(tpm2.TPMHT(kind))) {
 			continue
 		}
 		if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(t); err == nil {

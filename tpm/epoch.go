@@ -135,6 +135,11 @@ func (e *Engine) policyNV(epoch uint64, session tpm2.TPMISHPolicy) tpm2.PolicyNV
 func (e *Engine) epochPolicy(epoch uint64) tpm2.Session {
 	return tpm2.Policy(tpm2.TPMAlgSHA256, 16, func(t transport.TPM, h tpm2.TPMISHPolicy, _ tpm2.TPM2BNonce) error {
 		_, err := e.policyNV(epoch, h).Execute(t)
+		if err != nil {
+			// go-tpm flushes a one-off session whose command failed, not
+			// one whose policy did.
+			tpm2.FlushContext{FlushHandle: h}.Execute(t)
+		}
 		return err
 	})
 }

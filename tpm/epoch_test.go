@@ -419,3 +419,53 @@ func TestIdentityFileRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func loadedSessions(t *testing.T, tr transport.TPM) []tpm2.TPMHandle {
+	t.Helper()
+	rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(tpm2.TPMHTHMACSession) << 24, PropertyCount: 64}.Execute(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := rsp.CapabilityData.Data.Handles()
+	return h.Handle
+}
+
+// TestStaleSessionsFlushed: a daemon killed between starting a policy
+// session and using it (the epoch policy) leaves it loaded; on a bare TPM
+// the next start flushes it, or two such kills and the session pool fill
+// the TPM's three session slots (interop.TestResetKilledBySIGKILL found
+// it: the TPM lists a loaded policy session as 0x03xxxxxx among the loaded
+// sessions, 0x02). A policy that fails leaves no session either.
+func TestStaleSessionsFlushed(t *testing.T) {
+	sim := openSim(t)
+	defer sim.Close()
+	for _, start := range []func(transport.TPM, tpm2.TPMIAlgHash, int, ...tpm2.AuthOption) (tpm2.Session, func() error, error){
+		tpm2.PolicySession, tpm2.PolicySession, tpm2.HMACSession} {
+		if _, _, err := start(sim, tpm2.TPMAlgSHA256, 16); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, id, err := New(sim, NewIdentity(), Options{FlushStale: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loadedSessions(t, sim); len(got) != 1 {
+		t.Fatalf("after a start on a bare TPM: sessions %x loaded, want the pool's one", got)
+	}
+	// An epoch policy that fails (the epoch is not the one asked for)
+	// leaves nothing loaded.
+	x := &Engine{t: sim, log: e.log, opt: e.opt, id: id}
+	x.id.Epoch--
+	tmpl, _ := x.primaryTemplate(x.id.Seed, true, x.id.Epoch)
+	p, pub, err := x.createPrimary(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.attach(p, pub); !errors.Is(err, tpm2.TPMRCPolicy) {
+		t.Fatalf("storage key at the wrong epoch: %v", err)
+	}
+	if got := loadedSessions(t, sim); len(got) != 1 {
+		t.Fatalf("after a failed epoch policy: sessions %x loaded", got)
+	}
+	e.Close()
+}
