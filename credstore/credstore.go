@@ -329,6 +329,38 @@ func (s *Store) Reset(secret []byte) error {
 	return nil
 }
 
+// Prune deletes every entry that does not decrypt under the store's key
+// and returns how many it deleted. Such entries can never be read again
+// (the key is derived from the secret the TPM sealed for this identity):
+// a credentials.db restored from before a reset, or left by a crash
+// between re-keying and wiping. Left in place they would fill the store
+// for good: Remaining (getInfo's remainingDiscoverableCredentials,
+// credentialManagement's metadata) counts every entry.
+func (s *Store) Prune() (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		var bad [][]byte
+		b.ForEach(func(k, v []byte) error {
+			if _, err := s.Decode(k, v); err != nil {
+				bad = append(bad, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range bad {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(bad)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // ErrNotFound: no stored credential matches.
 var ErrNotFound = errors.New("credstore: no such credential")
 

@@ -165,3 +165,29 @@ func TestReset(t *testing.T) {
 		t.Fatal("store unusable after reset")
 	}
 }
+
+// TestPruneDropsWhatCannotDecrypt: entries under another key (a
+// credentials.db older than the sealed key, as a restore from before a
+// reset leaves it) are deleted, so they are not counted as used forever.
+func TestPruneDropsWhatCannotDecrypt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credentials.db")
+	s := open(t, path, secret(1), 10)
+	s.Put(cred("a", "1", "x", 1))
+	s.Put(cred("a", "2", "y", 2))
+	s.Close()
+	s = open(t, path, secret(2), 10)
+	s.Put(cred("b", "1", "z", 3))
+	if s.Remaining() != 7 {
+		t.Fatalf("Remaining = %d before pruning", s.Remaining())
+	}
+	n, err := s.Prune()
+	if err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want 2", n, err)
+	}
+	if all, err := s.All(); len(all) != 1 || err != nil || s.Remaining() != 9 {
+		t.Fatalf("after Prune: %d entries, %v, remaining %d", len(all), err, s.Remaining())
+	}
+	if n, err := s.Prune(); n != 0 || err != nil {
+		t.Fatalf("second Prune = %d, %v", n, err)
+	}
+}

@@ -1,7 +1,8 @@
 // Package tpm owns everything tpm-u2f does with the TPM 2.0: the connection
 // and its backend (/dev/tpmrm0, the embedded reference simulator, swtpm over
-// a socket), the per-installation storage primary, credential keys that are
-// generated inside the TPM and leave it only wrapped by that primary, the
+// a socket), the per-installation storage primary and the reset epoch that
+// binds it (epoch.go), credential keys that are generated inside the TPM
+// and leave it only wrapped under that primary, the
 // pool of salted HMAC sessions that signatures go through, and the monotonic
 // signature counter kept in a TPM NV counter index.
 //

@@ -60,10 +60,13 @@ type Engine struct {
 }
 
 // New opens an engine over t for the installation id. It creates the
-// storage primary (once per process; never per request), warms the
-// session pool and, on first use of id, defines the signature counter NV
-// index. It returns the identity to persist, which differs from id only
-// when New had to provision something.
+// storage primary (once per process; never per request) and checks its
+// Name against the one recorded, reads the reset epoch (epoch.go) and
+// loads the storage key, warms the session pool and, on first use of id,
+// defines the epoch and signature counter NV indexes. A reset that a crash
+// interrupted is finished or rolled back here. It returns the identity to
+// persist, which differs from id only when New had to provision, migrate
+// or finish something.
 func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -89,7 +92,8 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 	if err := e.probeAlgorithms(); err != nil {
 		return nil, id, err
 	}
-	if err := e.createPrimary(); err != nil {
+	if err := e.startIdentity(); err != nil {
+		e.closeLocked()
 		return nil, id, err
 	}
 	e.pool = newSessionPool(t, e.srk.Handle, e.srkPub, opt.Sessions)
@@ -105,13 +109,13 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 		e.closeLocked()
 		return nil, id, err
 	}
-	if err := e.deriveIDKey(); err != nil {
-		e.closeLocked()
-		return nil, id, err
-	}
 	if err := e.pool.warm(); err != nil {
 		e.closeLocked()
 		return nil, id, &CommandError{"StartAuthSession", err}
+	}
+	if err := e.afterIdentityChange(); err != nil {
+		e.closeLocked()
+		return nil, id, err
 	}
 	return e, e.id, nil
 }
@@ -121,43 +125,6 @@ func (e *Engine) Identity() Identity {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.id
-}
-
-// srkTemplate is the TCG ECC P-256 SRK template (TCG TPM v2.0 Provisioning
-// Guidance, 7.5.1) with the installation seed in unique.x. The seed makes
-// the primary, and so every credential wrapped by it, belong to this
-// installation: credential IDs from another installation on the same TPM
-// fail to load, and a reset that draws a new seed kills every old
-// credential ID.
-func (e *Engine) srkTemplate() tpm2.TPMTPublic {
-	t := tpm2.ECCSRKTemplate
-	t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-		X: tpm2.TPM2BECCParameter{Buffer: append([]byte(nil), e.id.Seed[:]...)},
-		Y: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)},
-	})
-	return t
-}
-
-func (e *Engine) createPrimary() error {
-	var rsp *tpm2.CreatePrimaryResponse
-	err := e.do("CreatePrimary", func() (err error) {
-		rsp, err = tpm2.CreatePrimary{
-			PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-			InPublic:      tpm2.New2B(e.srkTemplate()),
-		}.Execute(e.t)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	pub, err := rsp.OutPublic.Contents()
-	if err != nil {
-		return fmt.Errorf("tpm: parse primary public: %w", err)
-	}
-	e.srk = tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
-	e.srkPub = *pub
-	e.log.Debug("tpm storage primary ready", "handle", fmt.Sprintf("0x%08x", uint32(rsp.ObjectHandle)))
-	return nil
 }
 
 // recover rebuilds what a TPM restart takes away: the storage primary and
@@ -170,7 +137,11 @@ func (e *Engine) recover(startupFirst bool) error {
 		}
 	}
 	e.pool.forget()
-	if err := e.createPrimary(); err != nil {
+	p, pub, err := e.identityPrimary()
+	if err != nil {
+		return err
+	}
+	if err := e.attach(p, pub); err != nil {
 		return err
 	}
 	e.pool.rebind(e.srk.Handle, e.srkPub)
@@ -197,6 +168,13 @@ func (e *Engine) run(f func() error, rerunOnTransport bool) error {
 	defer e.mu.Unlock()
 	if e.closed {
 		return ErrClosed
+	}
+	if e.id.Pending != nil {
+		// A reset failed after its pending record was saved: settle it
+		// before anything uses a key.
+		if _, err := e.resumeReset(); err != nil {
+			return err
+		}
 	}
 	err := f()
 	var ce *CommandError
@@ -356,6 +334,10 @@ func (e *Engine) flushStale() {
 	}
 }
 
+func isSession(ht tpm2.TPMHT) bool {
+	return ht == tpm2.TPMHTHMACSession || ht == tpm2.TPMHTPolicySession
+}
+
 // FlushAll flushes every loaded handle of one type (transient objects,
 // HMAC sessions, ...) on t and returns how many it flushed.
 func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
@@ -369,7 +351,11 @@ func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
 	}
 	n := 0
 	for _, h := range handles.Handle {
-		if uint32(h)>>24 != uint32(ht) {
+		// Sessions are listed by state (loaded 0x02, saved 0x03), each
+		// with its own type in the handle: a loaded policy session is
+		// 0x03xxxxxx in the loaded list (Part 2, TPM_HT). Skipping those
+		// left a killed daemon's policy sessions loaded for good.
+		if kind := uint32(h) >> 24; kind != uint32(ht) && !(isSession(ht) && isSession(tpm2.TPMHT(kind))) {
 			continue
 		}
 		if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(t); err == nil {
@@ -379,42 +365,11 @@ func FlushAll(t transport.TPM, ht tpm2.TPMHT) int {
 	return n
 }
 
-// Reset gives the installation a new identity seed: a new storage primary,
-// under which no credential ID made before will load again (CTAP's
-// authenticatorReset), and removes the PIN index. The signature counter's
-// NV index is kept, so the counter still never goes back. It returns the identity to persist.
-func (e *Engine) Reset() (Identity, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return e.id, ErrClosed
-	}
-	if e.id.PINIndex != 0 {
-		e.id.PINIndex, e.id.PINPending = 0, e.id.PINIndex
-		if err := e.persist(); err != nil {
-			return e.id, err
-		}
-		if err := e.cleanPINIndexes(); err != nil {
-			return e.id, err
-		}
-	}
-	old := e.id
-	e.id.Seed = NewIdentity().Seed
-	e.pool.close()
-	e.flush(e.srk.Handle)
-	if err := e.createPrimary(); err != nil {
-		e.id = old
-		return old, err
-	}
-	e.pool.rebind(e.srk.Handle, e.srkPub)
-	e.id.HMACKey = nil
+// afterIdentityChange runs once the identity in e.id is in use: at the
+// end of New and after a reset. Whatever is derived from the identity's
+// keys is derived again here: the credential ID tag key, from the
+// hmac-secret key. Called with e.mu held.
+func (e *Engine) afterIdentityChange() error {
 	e.idKey.Store(nil)
-	if err := e.provisionHMACKey(); err != nil {
-		return e.id, err
-	}
-	if err := e.deriveIDKey(); err != nil {
-		return e.id, err
-	}
-	e.log.Warn("tpm: identity reset: every credential made before is gone")
-	return e.id, nil
+	return e.deriveIDKey()
 }

@@ -1,5 +1,7 @@
 package tpm
 
+import "github.com/google/go-tpm/tpm2"
+
 // RetagForTest rewrites a version-2 ID's policy byte and recomputes its
 // tag with e's key: what someone who stole the tag key could forge.
 func RetagForTest(e *Engine, id []byte, rp [32]byte, policy byte) []byte {
@@ -15,3 +17,19 @@ var PublicLayoutForTest = publicLayout
 
 // IDKeyForTest is e's credential ID tag key.
 func IDKeyForTest(e *Engine) []byte { k := e.idKey.Load(); return append([]byte(nil), k[:]...) }
+
+// undefineNV removes any owner index, as a TPM owner (or an attacker
+// with owner authorization) can.
+func (e *Engine) undefineNV(idx uint32) error {
+	name, err := e.readNVPublic(idx)
+	if err != nil {
+		return err
+	}
+	return e.do("NV_UndefineSpace", func() error {
+		_, err := tpm2.NVUndefineSpace{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},
+		}.Execute(e.t)
+		return err
+	})
+}

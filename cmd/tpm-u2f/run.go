@@ -148,6 +148,9 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return tpm.SaveIdentity(filepath.Join(f.state, "identity.json"), id)
 	}
 	engine, id, err := tpm.New(meter, id, tpm.Options{Logger: log, FlushStale: backend.Bare, Persist: persist})
+	if errors.Is(err, tpm.ErrPrimaryMismatch) || errors.Is(err, tpm.ErrStaleIdentity) || errors.Is(err, tpm.ErrEpochIndex) {
+		return fmt.Errorf("%w (state directory: %s)", err, f.state)
+	}
 	if err != nil {
 		return err
 	}
@@ -175,16 +178,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer creds.Close()
 
-	reset := func() error {
-		newID, err := engine.Reset()
-		if err != nil {
-			return err
-		}
-		if err := persist(newID); err != nil {
-			return err
-		}
-		return resetCredentials(f.state, backend, engine, creds)
-	}
+	reset := func() error { return resetAll(f.state, backend, engine, creds, persist) }
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
@@ -319,22 +313,56 @@ func openCredentials(dir string, b tpm.Backend, e *tpm.Engine, log *slog.Logger)
 		}
 	}
 	defer clear(secret)
-	return credstore.Open(dbPath, secret, 256)
+	store, err := credstore.Open(dbPath, secret, 256)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := store.Prune(); err != nil {
+		store.Close()
+		return nil, err
+	} else if n > 0 {
+		log.Warn("deleted credential store entries that do not decrypt under this identity's key (older than its last reset, or damaged)", "entries", n)
+	}
+	return store, nil
 }
 
-// resetCredentials empties the credential store under a newly sealed key.
-func resetCredentials(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store) error {
+// resetStep lets a test stop resetAll between its steps, as a crash would.
+var resetStep = func(string) error { return nil }
+
+// resetAll is authenticatorReset: the TPM identity first (its epoch
+// increment is the commit point; tpm/epoch.go), then the credential store.
+// The store is wiped and re-keyed before its new sealed key is written:
+// a crash between the two leaves an empty store under the old key file,
+// which no longer unseals and is moved aside at the next start; the other
+// order would leave old entries under a key they do not decrypt with.
+func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, persist func(tpm.Identity) error) error {
+	newID, err := e.Reset()
+	if err != nil {
+		return err
+	}
+	if err := persist(newID); err != nil {
+		return err
+	}
+	if err := resetStep("identity"); err != nil {
+		return err
+	}
 	secret, blob, err := e.Seal()
 	if err != nil {
 		return err
 	}
 	defer clear(secret)
+	if err := creds.Reset(secret); err != nil {
+		return err
+	}
+	if err := resetStep("store"); err != nil {
+		return err
+	}
 	if !b.Volatile {
 		if err := atomicfile.Write(filepath.Join(dir, "credentials.key"), blob); err != nil {
 			return err
 		}
 	}
-	return creds.Reset(secret)
+	return nil
 }
 
 // serveControl starts the control socket; without XDG_RUNTIME_DIR (and no
