@@ -32,7 +32,8 @@ type Request struct {
 	// ID is the credential to delete (hex, or a unique hex prefix).
 	ID string `json:"id,omitempty"`
 	// PINHash is the current PIN's CTAP pinHash, LEFT(SHA-256(PIN), 16),
-	// for pin-change; NewPINHash the new PIN's, for pin-set and
+	// for pin-change, and for credentials where a PIN is set (without it
+	// the daemon asks through pinentry); NewPINHash the new PIN's, for pin-set and
 	// pin-change. The PIN itself never crosses the socket. A pinHash is
 	// still a secret: both are zeroed once used, and never logged nor put
 	// into a Response.
@@ -92,9 +93,17 @@ type Status struct {
 type Handler interface {
 	Status() Status
 	Lock()
+	// Unlock asks what CTAP would: the PIN (pinentry) where one is set,
+	// else the desktop's Allow; any process of the user can send it.
 	Unlock() error
+	// Replug power-cycles the key; while three wrong PINs in a row wait
+	// for it, only after the desktop's Allow.
 	Replug() error
-	Credentials() ([]Credential, error)
+	// Credentials lists the discoverable credentials, names included,
+	// after what credentialManagement needs: the PIN (pinHash, or asked
+	// through pinentry when nil) where one is set, else the desktop's
+	// Allow. The server zeroes pinHash afterwards.
+	Credentials(pinHash []byte) ([]Credential, error)
 	DeleteCredential(idPrefix string) error
 	// Reset wipes every credential. The command line asks the user to
 	// confirm before it sends this.
@@ -116,6 +125,9 @@ var (
 	ErrPINBlocked = errors.New("PIN blocked: only a reset (tpm-u2f reset) helps")
 	ErrPINNotSet  = errors.New("no PIN is set (set one with tpm-u2f pin set)")
 	ErrPINSet     = errors.New("a PIN is already set (use tpm-u2f pin change)")
+	// ErrPINAuthBlocked: three wrong PINs in a row; the key checks no PIN
+	// until it is re-plugged, as CTAP's PIN_AUTH_BLOCKED.
+	ErrPINAuthBlocked = errors.New("3 wrong PINs in a row: re-plug the key (tpm-u2f replug, allowed on the desktop) before the next try")
 )
 
 // PINError is the error the user sees for err from a PIN operation: a
@@ -234,7 +246,10 @@ func (s *Server) handle(req Request) Response {
 		}
 		return Response{OK: true}
 	case "credentials":
-		creds, err := s.h.Credentials()
+		if req.PINHash != nil && len(req.PINHash) != PINHashSize {
+			return Response{Error: "malformed request: the PIN hash must be 16 bytes"}
+		}
+		creds, err := s.h.Credentials(req.PINHash)
 		if err != nil {
 			return Response{Error: err.Error()}
 		}

@@ -1,0 +1,171 @@
+package interop
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
+	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
+)
+
+// cliIn runs the tpm-u2f command line with stdin.
+func cliIn(t *testing.T, stdin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// sameUserSetup starts a daemon that asks the desktop (a notification
+// server answering Allow until told otherwise) and pinentry (answering
+// with the contents of the returned file, "1234" at first), and makes one
+// passkey, for passkeys.example and dana.
+func sameUserSetup(t *testing.T) (ctx context.Context, n *notifytest.Server, sock, pinFile, addr string, c *ctaphid.Client) {
+	bus := notifytest.SessionBus(t)
+	n = &notifytest.Server{Caps: []string{"actions"}, Answer: "allow", Delay: 20 * time.Millisecond}
+	n.Serve(t, bus)
+	dir := t.TempDir()
+	sock = filepath.Join(dir, "control.sock")
+	pinFile = filepath.Join(dir, "pin")
+	os.WriteFile(pinFile, []byte("1234"), 0o600)
+	addr, _, _, _ = startDaemonEnv(t, t.TempDir(), []string{"DBUS_SESSION_BUS_ADDRESS=" + bus},
+		"--tpm", "sim", "--control", sock, "--presence", "dbus", "--pinentry", fakePinentry(t, pinFile))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	c = dial(t, ctx, addr)
+	cdh := sha256.Sum256([]byte("mc"))
+	mc, _ := ctap2.Marshal(map[int]any{
+		1: cdh[:], 2: map[string]any{"id": "passkeys.example"},
+		3: map[string]any{"id": []byte("u-1"), "name": "dana", "displayName": "Dana"},
+		4: []map[string]any{{"type": "public-key", "alg": -7}}, 7: map[string]bool{"rk": true},
+	})
+	if rsp, err := c.Call(ctx, ctaphid.CmdCBOR, append([]byte{ctap2.CmdMakeCredential}, mc...)); err != nil || rsp[0] != 0 {
+		t.Fatalf("makeCredential rk: %x %v", rsp, err)
+	}
+	return ctx, n, sock, pinFile, addr, c
+}
+
+// names tells whether out shows the passkey's site or account name.
+func names(out string) bool {
+	return strings.Contains(out, "passkeys.example") || strings.Contains(out, "dana")
+}
+
+func lastShown(n *notifytest.Server) string {
+	s := n.Shown()
+	if len(s) == 0 {
+		return ""
+	}
+	return s[len(s)-1]
+}
+
+// TestSameUserProcessWithoutPIN: any process of the user can reach the
+// control socket. While no PIN is set, unlocking the key and listing the
+// sites and account names of its passkeys need the desktop's Allow, as
+// CTAP needs the user's presence.
+func TestSameUserProcessWithoutPIN(t *testing.T) {
+	_, n, sock, _, _, _ := sameUserSetup(t)
+	locked := func() bool {
+		out, _ := cli(t, "status", "--control", sock)
+		return strings.Contains(out, "locked (")
+	}
+	n.SetAnswer("deny")
+	cli(t, "lock", "--control", sock)
+	if out, code := cli(t, "unlock", "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") || !locked() {
+		t.Fatalf("unlock denied on the desktop: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(lastShown(n), "unlock the key") {
+		t.Fatalf("no unlock prompt: %q", lastShown(n))
+	}
+	if out, code := cli(t, "credentials", "list", "--control", sock); code == 0 || names(out) || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("credentials list denied on the desktop: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(lastShown(n), "list your passkeys") {
+		t.Fatalf("no prompt for the list: %q", lastShown(n))
+	}
+	n.SetAnswer("allow")
+	if out, code := cli(t, "unlock", "--control", sock); code != 0 || locked() {
+		t.Fatalf("unlock allowed on the desktop: exit %d\n%s", code, out)
+	}
+	if out, code := cli(t, "credentials", "list", "--control", sock); code != 0 || !names(out) {
+		t.Fatalf("credentials list allowed on the desktop: exit %d\n%s", code, out)
+	}
+}
+
+// TestSameUserProcessWithPIN: once a PIN is set, listing sites and account
+// names needs the PIN (typed into pinentry, or given with --stdin), not
+// the desktop's Allow; wrong PINs given there count toward CTAP's three in
+// a row; and a re-plug, which opens three more tries, needs the desktop's
+// Allow while they wait for it.
+func TestSameUserProcessWithPIN(t *testing.T) {
+	ctx, n, sock, pinFile, addr, c := sameUserSetup(t)
+	if out, code := cliIn(t, "1234\n", "pin", "set", "--stdin", "--control", sock); code != 0 {
+		t.Fatalf("pin set: exit %d\n%s", code, out)
+	}
+	shown := len(n.Shown())
+	os.WriteFile(pinFile, []byte("0000"), 0o600)
+	if out, code := cli(t, "credentials", "list", "--control", sock); code == 0 || names(out) || !strings.Contains(out, "wrong PIN; 5 retries left") {
+		t.Fatalf("credentials list, wrong PINs in pinentry: exit %d\n%s", code, out)
+	}
+	if len(n.Shown()) != shown {
+		t.Fatalf("a desktop prompt stood in for the PIN: %q", n.Shown()[shown:])
+	}
+	// Three wrong PINs in a row: the next one is not even checked, over
+	// the control socket or over CTAP, until a re-plug.
+	if out, code := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); code == 0 || names(out) || !strings.Contains(out, "re-plug") {
+		t.Fatalf("credentials list, right PIN after three wrong: exit %d\n%s", code, out)
+	}
+	if st, err := pinCommand(ctx, c, false, "1234"); err != nil || st != ctap2.ErrPINAuthBlocked {
+		t.Fatalf("CTAP PIN after three wrong on the control socket: %v %v", st, err)
+	}
+	if r := pinRetries(t, ctx, c); r != 5 {
+		t.Fatalf("retries %d, want 5", r)
+	}
+	n.SetAnswer("deny")
+	if out, code := cli(t, "replug", "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("replug denied on the desktop: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(lastShown(n), "re-plug") {
+		t.Fatalf("no re-plug prompt: %q", lastShown(n))
+	}
+	if out, code := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); code == 0 || names(out) {
+		t.Fatalf("a denied re-plug opened new PIN tries: exit %d\n%s", code, out)
+	}
+	n.SetAnswer("allow")
+	if out, code := cli(t, "replug", "--control", sock); code != 0 {
+		t.Fatalf("replug allowed on the desktop: exit %d\n%s", code, out)
+	}
+	c = dial(t, ctx, addr) // a re-plug ends the CTAPHID channels
+	if out, code := cliIn(t, "0000\n", "credentials", "list", "--stdin", "--control", sock); code == 0 || names(out) || !strings.Contains(out, "wrong PIN; 4 retries left") {
+		t.Fatalf("credentials list --stdin, wrong PIN: exit %d\n%s", code, out)
+	}
+	if out, code := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); code != 0 || !names(out) {
+		t.Fatalf("credentials list --stdin, right PIN: exit %d\n%s", code, out)
+	}
+	os.WriteFile(pinFile, []byte("1234"), 0o600)
+	n.SetAnswer("deny")
+	if out, code := cli(t, "credentials", "list", "--control", sock); code != 0 || !names(out) {
+		t.Fatalf("credentials list, right PIN in pinentry: exit %d\n%s", code, out)
+	}
+	// Not waiting for one, a re-plug asks nobody (it gives no new tries).
+	if out, code := cli(t, "replug", "--control", sock); code != 0 {
+		t.Fatalf("replug with no PIN tries waiting for it: exit %d\n%s", code, out)
+	}
+	if r := pinRetries(t, ctx, dial(t, ctx, addr)); r != 8 {
+		t.Fatalf("retries %d, want 8", r)
+	}
+}
