@@ -32,7 +32,7 @@ type Request struct {
 	// ID is the credential to delete (hex, or a unique hex prefix).
 	ID string `json:"id,omitempty"`
 	// PINHash is the current PIN's CTAP pinHash, LEFT(SHA-256(PIN), 16),
-	// for pin-change, and for credentials where a PIN is set (without it
+	// for pin-change, and for credentials and delete where a PIN is set (without it
 	// the daemon asks through pinentry); NewPINHash the new PIN's, for pin-set and
 	// pin-change. The PIN itself never crosses the socket. A pinHash is
 	// still a secret: both are zeroed once used, and never logged nor put
@@ -104,7 +104,10 @@ type Handler interface {
 	// through pinentry when nil) where one is set, else the desktop's
 	// Allow. The server zeroes pinHash afterwards.
 	Credentials(pinHash []byte) ([]Credential, error)
-	DeleteCredential(idPrefix string) error
+	// DeleteCredential deletes one, after the desktop's Allow and, where a
+	// PIN is set, the PIN (pinHash, or through pinentry when nil), as
+	// credentialManagement needs it.
+	DeleteCredential(idPrefix string, pinHash []byte) error
 	// Reset wipes every credential. The command line asks the user to
 	// confirm before it sends this.
 	Reset() error
@@ -255,7 +258,10 @@ func (s *Server) handle(req Request) Response {
 		}
 		return Response{OK: true, Credentials: creds}
 	case "delete":
-		if err := s.h.DeleteCredential(req.ID); err != nil {
+		if req.PINHash != nil && len(req.PINHash) != PINHashSize {
+			return Response{Error: "malformed request: the PIN hash must be 16 bytes"}
+		}
+		if err := s.h.DeleteCredential(req.ID, req.PINHash); err != nil {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true}

@@ -44,7 +44,7 @@ func (f *fake) Credentials(pinHash []byte) ([]Credential, error) {
 	}
 	return []Credential{{ID: "ab12", RPID: "example.org", UserName: "alice"}}, nil
 }
-func (f *fake) DeleteCredential(id string) error {
+func (f *fake) DeleteCredential(id string, pinHash []byte) error {
 	if id != "ab12" {
 		return errors.New("no such credential")
 	}

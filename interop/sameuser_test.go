@@ -104,13 +104,23 @@ func TestSameUserProcessWithoutPIN(t *testing.T) {
 	if out, code := cli(t, "credentials", "list", "--control", sock); code != 0 || !names(out) {
 		t.Fatalf("credentials list allowed on the desktop: exit %d\n%s", code, out)
 	}
+	out, _ := cli(t, "credentials", "list", "--control", sock)
+	id := credentialID(t, out)
+	n.SetAnswer("deny")
+	if out, code := cli(t, "credentials", "delete", id, "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("delete denied on the desktop: exit %d\n%s", code, out)
+	}
+	n.SetAnswer("allow")
+	if out, _ := cli(t, "credentials", "list", "--control", sock); !names(out) {
+		t.Fatalf("a denied delete deleted:\n%s", out)
+	}
 }
 
 // TestSameUserProcessWithPIN: once a PIN is set, listing sites and account
 // names needs the PIN (typed into pinentry, or given with --stdin), not
 // the desktop's Allow; wrong PINs given there count toward CTAP's three in
 // a row; and a re-plug, which opens three more tries, needs the desktop's
-// Allow while they wait for it.
+// Allow while they wait for it. Deleting needs the PIN and the Allow.
 func TestSameUserProcessWithPIN(t *testing.T) {
 	ctx, n, sock, pinFile, addr, c := sameUserSetup(t)
 	if out, code := cliIn(t, "1234\n", "pin", "set", "--stdin", "--control", sock); code != 0 {
@@ -168,4 +178,50 @@ func TestSameUserProcessWithPIN(t *testing.T) {
 	if r := pinRetries(t, ctx, dial(t, ctx, addr)); r != 8 {
 		t.Fatalf("retries %d, want 8", r)
 	}
+
+	// Deleting needs the PIN and the desktop's Allow; a wrong old PIN
+	// given to pin change counts toward the three in a row as well.
+	out, _ := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock)
+	id := credentialID(t, out)
+	n.SetAnswer("allow")
+	shown = len(n.Shown())
+	if out, code := cliIn(t, "0000\n", "credentials", "delete", "--stdin", id, "--control", sock); code == 0 || !strings.Contains(out, "wrong PIN; 7 retries left") || len(n.Shown()) != shown {
+		t.Fatalf("delete with a wrong PIN: exit %d, %d prompts\n%s", code, len(n.Shown())-shown, out)
+	}
+	if out, code := cliIn(t, "0000\n5678\n", "pin", "change", "--stdin", "--control", sock); code == 0 || !strings.Contains(out, "wrong PIN; 6 retries left") {
+		t.Fatalf("pin change with a wrong PIN: exit %d\n%s", code, out)
+	}
+	if out, code := cliIn(t, "0000\n", "credentials", "delete", "--stdin", id, "--control", sock); code == 0 || !strings.Contains(out, "re-plug") {
+		t.Fatalf("delete with a third wrong PIN: exit %d\n%s", code, out)
+	}
+	if out, code := cliIn(t, "1234\n5678\n", "pin", "change", "--stdin", "--control", sock); code == 0 || !strings.Contains(out, "re-plug") {
+		t.Fatalf("pin change after three wrong PINs: exit %d\n%s", code, out)
+	}
+	cli(t, "replug", "--control", sock) // allowed
+	n.SetAnswer("deny")
+	if out, code := cliIn(t, "1234\n", "credentials", "delete", "--stdin", id, "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("delete with the PIN, denied on the desktop: exit %d\n%s", code, out)
+	}
+	if out, _ := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); !names(out) {
+		t.Fatalf("a denied delete deleted:\n%s", out)
+	}
+	n.SetAnswer("allow")
+	if out, code := cliIn(t, "1234\n", "credentials", "delete", "--stdin", id, "--control", sock); code != 0 {
+		t.Fatalf("delete with the PIN and the Allow: exit %d\n%s", code, out)
+	}
+	if out, _ := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); names(out) {
+		t.Fatalf("still listed after delete:\n%s", out)
+	}
+}
+
+// credentialID is the ID column of the passkey's line in a list.
+func credentialID(t *testing.T, list string) string {
+	t.Helper()
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, "passkeys.example") {
+			return strings.Fields(line)[0]
+		}
+	}
+	t.Fatalf("no passkey in the list:\n%s", list)
+	return ""
 }

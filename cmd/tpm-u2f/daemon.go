@@ -200,9 +200,17 @@ func shortID(id []byte) string {
 	return hex.EncodeToString(h[:8])
 }
 
-func (d *daemon) DeleteCredential(prefix string) error {
+// DeleteCredential needs what credentialManagement's deleteCredential
+// needs, the PIN where one is set (asked before the ID is looked up, so
+// that no answer tells an unauthenticated process which IDs exist), and
+// the desktop's Allow in any case: it cannot be undone.
+func (d *daemon) DeleteCredential(prefix string, h []byte) error {
 	if prefix == "" {
 		return errors.New("give the ID that `tpm-u2f credentials list` shows")
+	}
+	const what = "delete a passkey"
+	if err := d.authorize(what, h, "Enter the security key's PIN to delete a passkey."); err != nil {
+		return err
 	}
 	all, _ := d.creds.All()
 	var match []byte
@@ -217,8 +225,10 @@ func (d *daemon) DeleteCredential(prefix string) error {
 	if match == nil {
 		return errors.New("no discoverable credential has that ID")
 	}
-	if err := d.confirm("delete a passkey (from the command line)"); err != nil {
-		return err
+	if set, _, _ := d.PINStatus(); set { // else authorize was this Allow
+		if err := d.confirm(what + " (from the command line)"); err != nil {
+			return err
+		}
 	}
 	if err := d.creds.Delete(match); err != nil {
 		return err
@@ -299,6 +309,11 @@ func (d *daemon) ChangePIN(old, new []byte) (int, error) {
 	}
 	if err := d.confirm("change the key's PIN (from the command line)"); err != nil {
 		return st.Retries, err
+	}
+	// Checked through the token first, so that a wrong old PIN counts
+	// toward CTAP's three in a row, and none is tried after three.
+	if retries, err := d.checkPIN(old); err != nil {
+		return retries, err
 	}
 	retries, err := d.engine.ChangePIN(old, new)
 	if err != nil {
