@@ -4,12 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
@@ -146,6 +150,23 @@ func TestSameUserProcessWithPIN(t *testing.T) {
 		t.Fatalf("retries %d, want 5", r)
 	}
 	n.SetAnswer("deny")
+	// SIGHUP, which any process of the user can send, re-plugs only as
+	// the control socket's replug does.
+	shown = len(n.Shown())
+	if err := syscall.Kill(daemonPID(t, sock), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(n.Shown()) == shown; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP asked nobody")
+		}
+	}
+	if !strings.Contains(lastShown(n), "re-plug") {
+		t.Fatalf("SIGHUP: prompt %q", lastShown(n))
+	}
+	if out, code := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); code == 0 || names(out) || !strings.Contains(out, "re-plug") {
+		t.Fatalf("a denied SIGHUP opened new PIN tries: exit %d\n%s", code, out)
+	}
 	if out, code := cli(t, "replug", "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
 		t.Fatalf("replug denied on the desktop: exit %d\n%s", code, out)
 	}
@@ -212,6 +233,28 @@ func TestSameUserProcessWithPIN(t *testing.T) {
 	if out, _ := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); names(out) {
 		t.Fatalf("still listed after delete:\n%s", out)
 	}
+}
+
+// daemonPID is the process ID of the daemon serving the control socket,
+// as the kernel tells its peer.
+func daemonPID(t *testing.T, sock string) int {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	return int(cred.Pid)
 }
 
 // credentialID is the ID column of the passkey's line in a list.
