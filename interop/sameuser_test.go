@@ -80,7 +80,8 @@ func lastShown(n *notifytest.Server) string {
 // TestSameUserProcessWithoutPIN: any process of the user can reach the
 // control socket. While no PIN is set, unlocking the key and listing the
 // sites and account names of its passkeys need the desktop's Allow, as
-// CTAP needs the user's presence.
+// CTAP needs the user's presence; so do deleting a passkey and setting a
+// PIN.
 func TestSameUserProcessWithoutPIN(t *testing.T) {
 	_, n, sock, _, _, _ := sameUserSetup(t)
 	locked := func() bool {
@@ -118,13 +119,22 @@ func TestSameUserProcessWithoutPIN(t *testing.T) {
 	if out, _ := cli(t, "credentials", "list", "--control", sock); !names(out) {
 		t.Fatalf("a denied delete deleted:\n%s", out)
 	}
+	// Nor can it set a PIN of its own choosing.
+	n.SetAnswer("deny")
+	if out, code := cliIn(t, "5678\n", "pin", "set", "--stdin", "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("pin set denied on the desktop: exit %d\n%s", code, out)
+	}
+	if out, _ := cli(t, "pin", "status", "--control", sock); !strings.Contains(out, "PIN: not set") {
+		t.Fatalf("a denied pin set set a PIN:\n%s", out)
+	}
 }
 
 // TestSameUserProcessWithPIN: once a PIN is set, listing sites and account
 // names needs the PIN (typed into pinentry, or given with --stdin), not
 // the desktop's Allow; wrong PINs given there count toward CTAP's three in
 // a row; and a re-plug, which opens three more tries, needs the desktop's
-// Allow while they wait for it. Deleting needs the PIN and the Allow.
+// Allow while they wait for it. Deleting needs the PIN and the Allow, and
+// changing the PIN the old one and the Allow.
 func TestSameUserProcessWithPIN(t *testing.T) {
 	ctx, n, sock, pinFile, addr, c := sameUserSetup(t)
 	if out, code := cliIn(t, "1234\n", "pin", "set", "--stdin", "--control", sock); code != 0 {
@@ -232,6 +242,14 @@ func TestSameUserProcessWithPIN(t *testing.T) {
 	}
 	if out, _ := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); names(out) {
 		t.Fatalf("still listed after delete:\n%s", out)
+	}
+	// Knowing the PIN is not enough to change it.
+	n.SetAnswer("deny")
+	if out, code := cliIn(t, "1234\n5678\n", "pin", "change", "--stdin", "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") {
+		t.Fatalf("pin change denied on the desktop: exit %d\n%s", code, out)
+	}
+	if out, code := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); code != 0 {
+		t.Fatalf("the PIN changed after a denied change: exit %d\n%s", code, out)
 	}
 }
 
