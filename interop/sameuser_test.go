@@ -194,6 +194,12 @@ func TestSameUserProcessWithPIN(t *testing.T) {
 	if out, code := cliIn(t, "0000\n", "credentials", "list", "--stdin", "--control", sock); code == 0 || names(out) || !strings.Contains(out, "wrong PIN; 4 retries left") {
 		t.Fatalf("credentials list --stdin, wrong PIN: exit %d\n%s", code, out)
 	}
+	// One wrong PIN is enough: two guesses and a re-plug, again and again,
+	// would never meet the limit of three in a row.
+	n.SetAnswer("deny")
+	if out, code := cli(t, "replug", "--control", sock); code == 0 || !strings.Contains(out, "not confirmed on the desktop") || !strings.Contains(lastShown(n), "after a wrong PIN") {
+		t.Fatalf("replug after one wrong PIN, denied on the desktop: exit %d, prompt %q\n%s", code, lastShown(n), out)
+	}
 	if out, code := cliIn(t, "1234\n", "credentials", "list", "--stdin", "--control", sock); code != 0 || !names(out) {
 		t.Fatalf("credentials list --stdin, right PIN: exit %d\n%s", code, out)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/tpm-u2f/tpm-u2f/pin"
 )
 
 // ErrPINAuthBlocked: three wrong PINs in a row in this power cycle; no
@@ -50,8 +48,9 @@ func (a *Authenticator) CheckPIN(ctx context.Context, pinHash []byte) (retries i
 	return retries, err
 }
 
-// PINAuthBlocked reports whether three wrong PINs in a row wait for a
-// re-plug (getPINRetries' powerCycleState).
-func (a *Authenticator) PINAuthBlocked() bool {
-	return a.pin.throttle.Consecutive() >= pin.MaxConsecutive
+// WrongPINsInARow is the number of wrong PINs in a row in this power
+// cycle; at pin.MaxConsecutive no PIN is checked until a re-plug
+// (getPINRetries' powerCycleState).
+func (a *Authenticator) WrongPINsInARow() int {
+	return a.pin.throttle.Consecutive()
 }

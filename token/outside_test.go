@@ -24,16 +24,16 @@ func TestCheckPINSharesThePowerCycleCount(t *testing.T) {
 	a := New(Config{PIN: store, Now: func() time.Time { return now }})
 	ctx := context.Background()
 	for i := range 3 {
-		if a.PINAuthBlocked() {
-			t.Fatalf("auth-blocked after %d wrong PINs", i)
+		if n := a.WrongPINsInARow(); n != i {
+			t.Fatalf("WrongPINsInARow = %d after %d wrong PINs", n, i)
 		}
 		if r, err := a.CheckPIN(ctx, wrong[:16]); !errors.Is(err, ErrWrongPIN) || r != 7-i {
 			t.Fatalf("wrong PIN %d: %d, %v", i+1, r, err)
 		}
 		now = now.Add(3 * time.Second) // past the delay after a failure
 	}
-	if !a.PINAuthBlocked() {
-		t.Fatal("not auth-blocked after 3 wrong PINs")
+	if n := a.WrongPINsInARow(); n != 3 {
+		t.Fatalf("WrongPINsInARow = %d after 3 wrong PINs", n)
 	}
 	if _, err := a.CheckPIN(ctx, right[:16]); !errors.Is(err, ErrPINAuthBlocked) || store.retries != 5 {
 		t.Fatalf("the right PIN while auth-blocked: %v, %d retries in the store", err, store.retries)
@@ -45,8 +45,8 @@ func TestCheckPINSharesThePowerCycleCount(t *testing.T) {
 		t.Fatalf("getPINRetries after 3 wrong PINs outside CTAP: %x", rsp)
 	}
 	a.PowerCycle()
-	if a.PINAuthBlocked() {
-		t.Fatal("still auth-blocked after a re-plug")
+	if n := a.WrongPINsInARow(); n != 0 {
+		t.Fatalf("WrongPINsInARow = %d after a re-plug", n)
 	}
 	if r, err := a.CheckPIN(ctx, right[:16]); err != nil || r != 8 {
 		t.Fatalf("the right PIN after a re-plug: %d, %v", r, err)

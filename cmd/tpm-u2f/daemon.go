@@ -12,6 +12,7 @@ import (
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/pinentry"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
@@ -108,7 +109,7 @@ func (d *daemon) authorize(what string, h []byte, description string) error {
 func (d *daemon) askPIN(description string) error {
 	prompt := pinentry.Prompt{Title: "tpm-u2f", Prompt: "PIN:", Description: description}
 	for range 3 {
-		if d.auth.PINAuthBlocked() {
+		if d.authBlocked() {
 			return control.ErrPINAuthBlocked // asked before pinentry shows anything
 		}
 		p, err := pinentry.Ask(context.Background(), d.f.pinentry, prompt)
@@ -122,7 +123,7 @@ func (d *daemon) askPIN(description string) error {
 		clear(p)
 		retries, err := d.checkPIN(h[:16])
 		clear(h[:])
-		if !errors.Is(err, control.ErrWrongPIN) || d.auth.PINAuthBlocked() || retries == 0 {
+		if !errors.Is(err, control.ErrWrongPIN) || d.authBlocked() || retries == 0 {
 			return d.pinError(retries, err)
 		}
 		prompt.Error = fmt.Sprintf("Wrong PIN: %d retries left", retries)
@@ -138,7 +139,7 @@ func (d *daemon) pinError(retries int, err error) error {
 		return err
 	}
 	err = control.PINError(err, retries)
-	if d.auth.PINAuthBlocked() && retries > 0 {
+	if d.authBlocked() && retries > 0 {
 		return fmt.Errorf("%w; %w", err, control.ErrPINAuthBlocked)
 	}
 	return err
@@ -162,13 +163,22 @@ func (d *daemon) checkPIN(h []byte) (int, error) {
 	return retries, controlPINError(err)
 }
 
-// Replug from the control socket (or SIGHUP): a re-plug opens a new
-// window of three PIN tries (CTAP's power cycle), so while three wrong
-// PINs in a row wait for one it needs the desktop's Allow, as unplugging
-// a key needs the user's hand.
+// authBlocked: three wrong PINs in a row wait for a re-plug.
+func (d *daemon) authBlocked() bool { return d.auth.WrongPINsInARow() >= pin.MaxConsecutive }
+
+// Replug from the control socket (or SIGHUP): a re-plug starts a new
+// power cycle, and with it three new PIN tries (CTAP 2.1 6.5.5.7). Any
+// process of the user can ask for one, so after a wrong PIN in this
+// power cycle it needs the desktop's Allow, as unplugging a key needs the
+// user's hand; otherwise two guesses and a re-plug, again and again,
+// would never meet the three-in-a-row limit.
 func (d *daemon) Replug() error {
-	if d.auth.PINAuthBlocked() {
-		if err := d.confirm("re-plug the key, after 3 wrong PINs (from the command line)"); err != nil {
+	if n := d.auth.WrongPINsInARow(); n > 0 {
+		wrong := "a wrong PIN"
+		if n > 1 {
+			wrong = fmt.Sprintf("%d wrong PINs in a row", n)
+		}
+		if err := d.confirm("re-plug the key, after " + wrong + " (from the command line)"); err != nil {
 			return err
 		}
 	}
