@@ -7,8 +7,8 @@ import (
 )
 
 // ErrPINAuthBlocked: three wrong PINs in a row in this power cycle; no
-// PIN is checked until a re-plug (CTAP 2.1 section 6.5.5.7:
-// PIN_AUTH_BLOCKED).
+// PIN is checked until a re-plug (CTAP 2.1 sections 6.5.5.6 and 6.5.5.7:
+// three consecutive mismatches, then PIN_AUTH_BLOCKED).
 var ErrPINAuthBlocked = errors.New("token: 3 wrong PINs in a row: re-plug the key")
 
 // CheckPIN checks a PIN that reached the daemon another way than CTAP

@@ -167,7 +167,9 @@ func (d *daemon) checkPIN(h []byte) (int, error) {
 func (d *daemon) authBlocked() bool { return d.auth.WrongPINsInARow() >= pin.MaxConsecutive }
 
 // Replug from the control socket (or SIGHUP): a re-plug starts a new
-// power cycle, and with it three new PIN tries (CTAP 2.1 6.5.5.7). Any
+// power cycle, and with it three new PIN tries (CTAP 2.1 6.5.5.6 and
+// 6.5.5.7: three consecutive mismatches, then PIN_AUTH_BLOCKED until a
+// power cycle). Any
 // process of the user can ask for one, so after a wrong PIN in this
 // power cycle it needs the desktop's Allow, as unplugging a key needs the
 // user's hand; otherwise two guesses and a re-plug, again and again,
@@ -366,7 +368,7 @@ func (t trayView) Replug() error {
 	return nil
 }
 
-// The tray's view of the daemon.
+// What the tray reads (through trayView).
 
 func (d *daemon) Locked() bool { return d.auth.Locked() }
 
