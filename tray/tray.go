@@ -67,13 +67,15 @@ func (s state) words(reason string) (title, tooltip string) {
 }
 
 // hostPrefixes begin the well-known names a StatusNotifierHost owns
-// ("org.kde.StatusNotifierHost-PID" or "-PID-N": plasmashell, xfce4-panel,
-// waybar, wf-panel; KDE's watcher registers only hosts with such a name).
+// ("org.kde.StatusNotifierHost-PID" or "-PID-N": plasmashell, waybar,
+// wf-panel; KDE's watcher registers only hosts with such a name).
 var hostPrefixes = []string{"org.kde.StatusNotifierHost-", "org.freedesktop.StatusNotifierHost-"}
 
 // isHost reports whether the unique bus name sender is a tray host now:
-// the owner of the StatusNotifierWatcher (GNOME's AppIndicator extension
-// and other panels are watcher and host in one), or of a host name. Real
+// the owner of the StatusNotifierWatcher (xfce4-panel, GNOME's
+// AppIndicator extension and other panels are watcher and host in one:
+// interop.TestXfcePanelMenu clicks through xfce4-panel), or of a host
+// name. Real
 // hosts call the menu from the connection that owns that name (Qt's
 // QDBusConnection::sessionBus() and GIO's shared session connection are
 // one per process), so no other connection is trusted, not even one of
