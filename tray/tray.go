@@ -79,7 +79,9 @@ var hostPrefixes = []string{"org.kde.StatusNotifierHost-", "org.freedesktop.Stat
 // hosts call the menu from the connection that owns that name (Qt's
 // QDBusConnection::sessionBus() and GIO's shared session connection are
 // one per process), so no other connection is trusted, not even one of
-// the same process.
+// the same process. The watcher's own registry would add nothing: KDE's
+// tells only whether some host registered (IsStatusNotifierHostRegistered,
+// no list), and any client may call RegisterStatusNotifierHost.
 func isHost(conn *dbus.Conn, sender string) bool {
 	if sender == "" || !strings.HasPrefix(sender, ":") {
 		return false
