@@ -32,7 +32,8 @@ type Request struct {
 	// ID is the credential to delete (hex, or a unique hex prefix).
 	ID string `json:"id,omitempty"`
 	// PINHash is the current PIN's CTAP pinHash, LEFT(SHA-256(PIN), 16),
-	// for pin-change; NewPINHash the new PIN's, for pin-set and
+	// for pin-change, and for credentials and delete where a PIN is set (without it
+	// the daemon asks through pinentry); NewPINHash the new PIN's, for pin-set and
 	// pin-change. The PIN itself never crosses the socket. A pinHash is
 	// still a secret: both are zeroed once used, and never logged nor put
 	// into a Response.
@@ -92,10 +93,21 @@ type Status struct {
 type Handler interface {
 	Status() Status
 	Lock()
+	// Unlock asks what CTAP would: the PIN (pinentry) where one is set,
+	// else the desktop's Allow; any process of the user can send it.
 	Unlock() error
+	// Replug power-cycles the key; while three wrong PINs in a row wait
+	// for it, only after the desktop's Allow.
 	Replug() error
-	Credentials() ([]Credential, error)
-	DeleteCredential(idPrefix string) error
+	// Credentials lists the discoverable credentials, names included,
+	// after what credentialManagement needs: the PIN (pinHash, or asked
+	// through pinentry when nil) where one is set, else the desktop's
+	// Allow. The server zeroes pinHash afterwards.
+	Credentials(pinHash []byte) ([]Credential, error)
+	// DeleteCredential deletes one, after the desktop's Allow and, where a
+	// PIN is set, the PIN (pinHash, or through pinentry when nil), as
+	// credentialManagement needs it.
+	DeleteCredential(idPrefix string, pinHash []byte) error
 	// Reset wipes every credential. The command line asks the user to
 	// confirm before it sends this.
 	Reset() error
@@ -116,6 +128,9 @@ var (
 	ErrPINBlocked = errors.New("PIN blocked: only a reset (tpm-u2f reset) helps")
 	ErrPINNotSet  = errors.New("no PIN is set (set one with tpm-u2f pin set)")
 	ErrPINSet     = errors.New("a PIN is already set (use tpm-u2f pin change)")
+	// ErrPINAuthBlocked: three wrong PINs in a row; the key checks no PIN
+	// until it is re-plugged, as CTAP's PIN_AUTH_BLOCKED.
+	ErrPINAuthBlocked = errors.New("3 wrong PINs in a row: re-plug the key (tpm-u2f replug, allowed on the desktop) before the next try")
 )
 
 // PINError is the error the user sees for err from a PIN operation: a
@@ -234,13 +249,19 @@ func (s *Server) handle(req Request) Response {
 		}
 		return Response{OK: true}
 	case "credentials":
-		creds, err := s.h.Credentials()
+		if req.PINHash != nil && len(req.PINHash) != PINHashSize {
+			return Response{Error: "malformed request: the PIN hash must be 16 bytes"}
+		}
+		creds, err := s.h.Credentials(req.PINHash)
 		if err != nil {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true, Credentials: creds}
 	case "delete":
-		if err := s.h.DeleteCredential(req.ID); err != nil {
+		if req.PINHash != nil && len(req.PINHash) != PINHashSize {
+			return Response{Error: "malformed request: the PIN hash must be 16 bytes"}
+		}
+		if err := s.h.DeleteCredential(req.ID, req.PINHash); err != nil {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true}

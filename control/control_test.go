@@ -36,10 +36,15 @@ func (f *fake) Status() Status {
 func (f *fake) Lock()         { f.mu.Lock(); f.locked = true; f.mu.Unlock() }
 func (f *fake) Unlock() error { f.mu.Lock(); f.locked = false; f.mu.Unlock(); return nil }
 func (f *fake) Replug() error { f.mu.Lock(); f.replug++; f.mu.Unlock(); return nil }
-func (f *fake) Credentials() ([]Credential, error) {
+func (f *fake) Credentials(pinHash []byte) ([]Credential, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if pinHash != nil {
+		f.seen = append(f.seen, pinHash)
+	}
 	return []Credential{{ID: "ab12", RPID: "example.org", UserName: "alice"}}, nil
 }
-func (f *fake) DeleteCredential(id string) error {
+func (f *fake) DeleteCredential(id string, pinHash []byte) error {
 	if id != "ab12" {
 		return errors.New("no such credential")
 	}
@@ -126,6 +131,13 @@ func TestCommands(t *testing.T) {
 	}
 	if rsp, err := Call(path, Request{Command: "credentials"}); err != nil || len(rsp.Credentials) != 1 || rsp.Credentials[0].UserName != "alice" {
 		t.Fatalf("credentials: %+v %v", rsp, err)
+	}
+	// The PIN for listing is a pinHash, like pin-change's, or none.
+	if _, err := Call(path, Request{Command: "credentials", PINHash: hash(1)[:5]}); err == nil || !strings.Contains(err.Error(), "16 bytes") {
+		t.Fatalf("credentials with a short PIN hash: %v", err)
+	}
+	if _, err := Call(path, Request{Command: "credentials", PINHash: hash(1)}); err != nil || len(f.seen) != 1 || !bytes.Equal(f.seen[0], make([]byte, PINHashSize)) {
+		t.Fatalf("credentials with a PIN hash: %v, the handler saw %x (zeroed after use?)", err, f.seen)
 	}
 	if _, err := Call(path, Request{Command: "delete", ID: "ffff"}); err == nil {
 		t.Fatal("deleting an unknown credential succeeded")
@@ -230,6 +242,7 @@ func TestPINHashNeverInResponse(t *testing.T) {
 		`{"command":"pin-change","pin_hash":"` + b64(other) + `","new_pin_hash":"` + b64(secret) + `"}` + "\n",
 		`{"command":"pin-change","pin_hash":"` + b64(other[:5]) + `","new_pin_hash":"` + b64(secret) + `"}` + "\n",
 		`{"command":"pin-change","pin_hash":"` + b64(secret) + `","new_pin_hash":"` + b64(other) + `"}` + "\n",
+		`{"command":"credentials","pin_hash":"` + b64(secret) + `"}` + "\n",
 		`{"command":"pin-status"}`, // no newline after it: answered all the same
 	} {
 		c, err := net.Dial("unix", path)

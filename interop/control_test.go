@@ -98,7 +98,12 @@ func TestCLIAgainstDaemon(t *testing.T) {
 		t.Fatalf("credentials list: exit %d\n%s", code, out)
 	}
 	t.Logf("tpm-u2f credentials list:\n%s", out)
-	id := strings.Fields(strings.Split(out, "\n")[1])[0]
+	var id string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "passkeys.example") {
+			id = strings.Fields(line)[0]
+		}
+	}
 	if out, code := cli(t, "credentials", "delete", id[:8], "--control", sock); code != 0 {
 		t.Fatalf("credentials delete: exit %d %s", code, out)
 	}
@@ -169,7 +174,8 @@ func fakePinentry(t *testing.T, pinFile string) string {
 
 // TestUnlockAsksForThePIN: with a PIN set, unlocking (tray or CLI) asks
 // through pinentry and the TPM checks the answer; three wrong answers cost
-// three retries and leave the key locked.
+// three retries, leave the key locked and, as three wrong PINs over CTAP
+// do, end the tries until a re-plug.
 func TestUnlockAsksForThePIN(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "control.sock")
@@ -190,6 +196,12 @@ func TestUnlockAsksForThePIN(t *testing.T) {
 		t.Fatalf("unlocked by wrong PINs:\n%s", out)
 	}
 	os.WriteFile(pinFile, []byte("1234"), 0o600)
+	if out, code := cli(t, "unlock", "--control", sock); code == 0 || !strings.Contains(out, "re-plug") {
+		t.Fatalf("unlock with the right PIN before a re-plug: exit %d\n%s", code, out)
+	}
+	if out, code := cli(t, "replug", "--control", sock); code != 0 {
+		t.Fatalf("replug: exit %d\n%s", code, out)
+	}
 	if out, code := cli(t, "unlock", "--control", sock); code != 0 {
 		t.Fatalf("unlock with the right PIN: exit %d\n%s", code, out)
 	}

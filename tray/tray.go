@@ -12,6 +12,7 @@ import (
 	"image/color"
 	"image/png"
 	"log/slog"
+	"strings"
 	"time"
 
 	"fyne.io/systray"
@@ -65,9 +66,70 @@ func (s state) words(reason string) (title, tooltip string) {
 	return "tpm-u2f: unlocked", "Security key ready: each use asks you first."
 }
 
+// hostPrefixes begin the well-known names a StatusNotifierHost owns
+// ("org.kde.StatusNotifierHost-PID" or "-PID-N": plasmashell, waybar,
+// wf-panel; KDE's watcher registers only hosts with such a name).
+var hostPrefixes = []string{"org.kde.StatusNotifierHost-", "org.freedesktop.StatusNotifierHost-"}
+
+// isHost reports whether the unique bus name sender is a tray host now:
+// the owner of the StatusNotifierWatcher (xfce4-panel, GNOME's
+// AppIndicator extension and other panels are watcher and host in one:
+// interop.TestXfcePanelMenu clicks through xfce4-panel), or of a host
+// name. Real
+// hosts call the menu from the connection that owns that name (Qt's
+// QDBusConnection::sessionBus() and GIO's shared session connection are
+// one per process), so no other connection is trusted, not even one of
+// the same process. The watcher's own registry would add nothing: KDE's
+// tells only whether some host registered (IsStatusNotifierHostRegistered,
+// no list), and any client may call RegisterStatusNotifierHost.
+func isHost(conn *dbus.Conn, sender string) bool {
+	if sender == "" || !strings.HasPrefix(sender, ":") {
+		return false
+	}
+	var names []string
+	if err := conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names); err != nil {
+		return false
+	}
+	for _, name := range names {
+		host := name == WatcherName
+		for _, p := range hostPrefixes {
+			host = host || strings.HasPrefix(name, p)
+		}
+		if !host {
+			continue
+		}
+		var owner string
+		if err := conn.BusObject().Call("org.freedesktop.DBus.GetNameOwner", 0, name).Store(&owner); err == nil && owner == sender {
+			return true
+		}
+	}
+	return false
+}
+
+// menuFilter counts a menu event only from the tray host: any process on
+// the session bus can call the menu's Event("clicked"), as any can emit
+// a notification's ActionInvoked (presence.DBus checks that sender too).
+func menuFilter(log *slog.Logger) func(sender string, id int32, eventID string) bool {
+	return func(sender string, id int32, eventID string) bool {
+		conn, err := dbus.SessionBus()
+		if err != nil {
+			log.Warn("tray: cannot tell who sent a menu event; ignored", "sender", sender, "err", err)
+			return false
+		}
+		if isHost(conn, sender) {
+			return true
+		}
+		log.Warn("tray: ignored a menu event from a process that is not the tray host",
+			"sender", sender, "item", id, "event", eventID)
+		return false
+	}
+}
+
 // Run shows the tray until ctx ends. It polls the controller once a second
 // so the icon follows changes made elsewhere (the CLI, the screen lock).
+// Menu clicks count only from the tray host (see isHost).
 func Run(ctx context.Context, c Controller, log *slog.Logger) {
+	systray.SetMenuEventFilter(menuFilter(log))
 	start, end := systray.RunWithExternalLoop(func() { onReady(ctx, c, log) }, func() {})
 	start()
 	<-ctx.Done()

@@ -1,9 +1,10 @@
 package tray
 
 import (
+	"bytes"
 	"context"
-	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,7 +97,8 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	key := &fakeKey{ask: presence.NewManual(10 * time.Second)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, key, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	logs := &syncBuffer{}
+	go func() { defer close(done); Run(ctx, key, slog.New(slog.NewTextHandler(logs, nil))) }()
 	defer func() { cancel(); <-done }()
 
 	var sender string
@@ -123,21 +125,7 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	menuPath, _ := mv.Value().(dbus.ObjectPath)
-	menu := host.Object(sender, menuPath)
-	click := func(label string) {
-		var rev uint32
-		var layout menuLayout
-		if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
-			t.Fatalf("GetLayout: %v", err)
-		}
-		id, ok := findItem(layout, label)
-		if !ok {
-			t.Fatalf("no %q in the menu", label)
-		}
-		if err := menu.Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
-			t.Fatalf("Event: %v", err)
-		}
-	}
+	click := func(label string) { clickAs(t, host, sender, menuPath, label) }
 	click("Lock")
 	eventually(t, "locked by the menu", key.Locked)
 	eventually(t, "title locked", func() bool { return title() == "tpm-u2f: locked" })
@@ -165,8 +153,109 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	key.attention = "the replay store is failing closed until 12:00"
 	key.mu.Unlock()
 	eventually(t, "needs attention", func() bool { return title() == "tpm-u2f: needs attention" })
+	key.mu.Lock()
+	key.attention = ""
+	key.mu.Unlock()
+
+	// A KDE-style host: the watcher lives in another process, and the
+	// panel owns org.kde.StatusNotifierHost-PID on the connection it calls
+	// the menu from. Its clicks count.
+	kde := notifytest.Connect(t, addr)
+	if reply, err := kde.RequestName("org.kde.StatusNotifierHost-4242", dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", reply, err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		answered <- key.ask.Confirm(context.Background(), presence.Request{Operation: "sign in", RelyingParty: "example.org"})
+	}()
+	eventually(t, "question shown", func() bool { return title() == "tpm-u2f: needs attention" })
+	// Any other process on the bus can call the menu: its Allow, by Event
+	// or EventGroup, and its Quit are ignored, with a log line each.
+	spoofer := notifytest.Connect(t, addr)
+	clickAs(t, spoofer, sender, menuPath, "Allow: example.org asks to sign in")
+	groupClickAs(t, spoofer, sender, menuPath, "Allow: example.org asks to sign in")
+	clickAs(t, spoofer, sender, menuPath, "Quit")
+	eventually(t, "spoofed clicks logged", func() bool {
+		return strings.Count(logs.String(), "not the tray host") == 3 && strings.Contains(logs.String(), "sender="+spoofer.Names()[0])
+	})
+	time.Sleep(100 * time.Millisecond) // a click that got through would be answered by now
+	select {
+	case err := <-answered:
+		t.Fatalf("a spoofed Allow answered the question: %v", err)
+	default:
+	}
+	if _, ok := key.ask.Pending(); !ok {
+		t.Fatal("the question went away after spoofed clicks")
+	}
+	groupClickAs(t, kde, sender, menuPath, "Deny")
+	if err := <-answered; err != presence.ErrDenied {
+		t.Fatalf("Deny from the KDE-style host: Confirm = %v", err)
+	}
+	key.mu.Lock()
+	quit := key.quit
+	key.mu.Unlock()
+	if quit {
+		t.Fatal("a spoofed Quit counted")
+	}
 	click("Quit")
 	eventually(t, "quit", func() bool { key.mu.Lock(); defer key.mu.Unlock(); return key.quit })
+}
+
+// clickAs clicks the menu item labelled label through conn, as a tray host
+// does: GetLayout, then Event("clicked").
+func clickAs(t *testing.T, conn *dbus.Conn, sender string, menuPath dbus.ObjectPath, label string) {
+	t.Helper()
+	id := itemID(t, conn, sender, menuPath, label)
+	if err := conn.Object(sender, menuPath).Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
+		t.Fatalf("Event: %v", err)
+	}
+}
+
+// groupClickAs clicks through EventGroup.
+func groupClickAs(t *testing.T, conn *dbus.Conn, sender string, menuPath dbus.ObjectPath, label string) {
+	t.Helper()
+	id := itemID(t, conn, sender, menuPath, label)
+	type event struct {
+		ID        int32
+		EventID   string
+		Data      dbus.Variant
+		Timestamp uint32
+	}
+	if err := conn.Object(sender, menuPath).Call("com.canonical.dbusmenu.EventGroup", 0, []event{{id, "clicked", dbus.MakeVariant(""), 0}}).Err; err != nil {
+		t.Fatalf("EventGroup: %v", err)
+	}
+}
+
+func itemID(t *testing.T, conn *dbus.Conn, sender string, menuPath dbus.ObjectPath, label string) int32 {
+	t.Helper()
+	var rev uint32
+	var layout menuLayout
+	if err := conn.Object(sender, menuPath).Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
+		t.Fatalf("GetLayout: %v", err)
+	}
+	id, ok := findItem(layout, label)
+	if !ok {
+		t.Fatalf("no %q in the menu", label)
+	}
+	return id
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestNoWatcher(t *testing.T) {

@@ -40,11 +40,12 @@ func callDaemon(path string, req control.Request, stderr io.Writer) (control.Res
 
 // credentialsCommand: tpm-u2f credentials list | delete ID.
 func credentialsCommand(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, fs, socket, err := subcommand("credentials", args, stderr, "list [--json] | delete ID", "list", "delete")
+	sub, fs, socket, err := subcommand("credentials", args, stderr, "list [--json] [--stdin] | delete [--stdin] ID", "list", "delete")
 	if err != nil {
 		return err
 	}
 	asJSON := fs.Bool("json", false, "print JSON (list only)")
+	fromStdin := fs.Bool("stdin", false, "read the PIN from standard input (for scripts); without it the daemon asks through pinentry where a PIN is set")
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return err
@@ -53,23 +54,35 @@ func credentialsCommand(_ context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	// Both need what credentialManagement needs: the PIN where one is
+	// set, else an Allow on the desktop (delete: the Allow in any case).
+	req := control.Request{Command: "credentials"}
+	defer req.Zero()
 	if sub == "delete" {
 		if len(positional) != 1 {
 			fmt.Fprintln(stderr, "usage: tpm-u2f credentials delete ID   (the ID as `tpm-u2f credentials list` shows it, or a unique prefix)")
 			return errUsage
 		}
-		if _, err := callDaemon(path, control.Request{Command: "delete", ID: positional[0]}, stderr); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "deleted")
-		return nil
-	}
-	if len(positional) != 0 {
+		req.Command, req.ID = "delete", positional[0]
+	} else if len(positional) != 0 {
 		return errUsage
 	}
-	rsp, err := callDaemon(path, control.Request{Command: "credentials"}, stderr)
+	if *fromStdin {
+		p, err := readLine(pinInput)
+		if err != nil {
+			return fmt.Errorf("reading the PIN from standard input: %w", err)
+		}
+		req.PINHash = pinHash(p)
+	} else {
+		fmt.Fprintln(stderr, "tpm-u2f: confirm on the desktop (the PIN in pinentry where one is set, else Allow)")
+	}
+	rsp, err := callDaemon(path, req, stderr)
 	if err != nil {
 		return err
+	}
+	if sub == "delete" {
+		fmt.Fprintln(stdout, "deleted")
+		return nil
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

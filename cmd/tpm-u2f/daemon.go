@@ -12,6 +12,7 @@ import (
 
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
+	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/pinentry"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
@@ -66,61 +67,133 @@ func (d *daemon) pinRetries() *int {
 
 func (d *daemon) Lock() { d.auth.Lock() }
 
-// Unlock, from the tray or `tpm-u2f unlock`: where a PIN is set, the
-// desktop's pinentry asks for it (up to three times, saying how many
-// retries the TPM has left), and the TPM checks it like any PIN; a wrong
-// one costs a retry. Without a PIN, unlocking needs nothing, as locking
-// did not.
+// Unlock from the control socket (`tpm-u2f unlock`), which any process
+// of the user can reach: it asks what a locked key needs from the user,
+// the PIN through the desktop's pinentry where one is set (checked by the
+// TPM, counted like any PIN), else the desktop's Allow. The tray's Unlock
+// is trayView's: the click is the user's.
 func (d *daemon) Unlock() error {
 	if !d.auth.Locked() {
 		return nil
 	}
+	if err := d.authorize("unlock the key", nil, "Enter the security key's PIN to unlock it."); err != nil {
+		return err
+	}
+	d.auth.Unlock()
+	return nil
+}
+
+// authorize asks what CTAP asks before the same thing over USB (a
+// pinUvAuthToken for credential management, presence where no PIN is
+// set): where a PIN is set, the PIN, given as h or, when h is nil, typed
+// into the desktop's pinentry, and checked under the token's rules (three
+// wrong in a row, then a re-plug); else the desktop's Allow for what.
+func (d *daemon) authorize(what string, h []byte, description string) error {
 	st, err := d.engine.PINStatus()
-	if err != nil {
+	switch {
+	case err != nil:
 		return controlPINError(err)
-	}
-	if !st.Set {
-		d.auth.Unlock()
-		return nil
-	}
-	if st.Retries == 0 {
+	case !st.Set:
+		return d.confirm(what + " (from the command line)")
+	case st.Retries == 0:
 		return control.ErrPINBlocked
 	}
-	prompt := pinentry.Prompt{Title: "tpm-u2f", Prompt: "PIN:",
-		Description: "Enter the security key's PIN to unlock it."}
+	if h != nil {
+		return d.pinError(d.checkPIN(h))
+	}
+	return d.askPIN(description)
+}
+
+// askPIN asks for the PIN through pinentry, up to three times, saying how
+// many retries the TPM has left.
+func (d *daemon) askPIN(description string) error {
+	prompt := pinentry.Prompt{Title: "tpm-u2f", Prompt: "PIN:", Description: description}
 	for range 3 {
+		if d.authBlocked() {
+			return control.ErrPINAuthBlocked // asked before pinentry shows anything
+		}
 		p, err := pinentry.Ask(context.Background(), d.f.pinentry, prompt)
 		if err != nil {
 			if errors.Is(err, pinentry.ErrCancelled) {
-				return errors.New("unlock cancelled")
+				return errors.New("cancelled in pinentry")
 			}
 			return fmt.Errorf("a PIN is set, and %s could not ask for it: %w (install pinentry-gnome3 or pinentry-qt, or pass --pinentry)", d.f.pinentry, err)
 		}
 		h := sha256.Sum256(p)
 		clear(p)
-		retries, err := d.engine.CheckPIN(h[:16])
+		retries, err := d.checkPIN(h[:16])
 		clear(h[:])
-		switch {
-		case err == nil:
-			d.auth.Unlock()
-			return nil
-		case errors.Is(err, tpm.ErrWrongPIN):
-			d.log.Warn("wrong PIN given to unlock", "retries", retries)
-			prompt.Error = fmt.Sprintf("Wrong PIN: %d retries left", retries)
-		default:
-			return controlPINError(err)
+		if !errors.Is(err, control.ErrWrongPIN) || d.authBlocked() || retries == 0 {
+			return d.pinError(retries, err)
 		}
+		prompt.Error = fmt.Sprintf("Wrong PIN: %d retries left", retries)
 	}
-	st, _ = d.engine.PINStatus()
-	return control.PINError(control.ErrWrongPIN, st.Retries)
+	return control.ErrPINAuthBlocked // not reached: three wrong PINs block
 }
 
+// pinError is what the user sees for checkPIN's answer: a wrong PIN with
+// the retries left, and, when it was the third in a row, that a re-plug
+// must come first.
+func (d *daemon) pinError(retries int, err error) error {
+	if !errors.Is(err, control.ErrWrongPIN) {
+		return err
+	}
+	err = control.PINError(err, retries)
+	if d.authBlocked() && retries > 0 {
+		return fmt.Errorf("%w; %w", err, control.ErrPINAuthBlocked)
+	}
+	return err
+}
+
+// checkPIN checks h through the token, so that a PIN from the control
+// socket counts toward the same three-in-a-row limit as CTAP's.
+func (d *daemon) checkPIN(h []byte) (int, error) {
+	retries, err := d.auth.CheckPIN(context.Background(), h)
+	switch {
+	case err == nil:
+		return retries, nil
+	case errors.Is(err, token.ErrPINAuthBlocked):
+		return 0, control.ErrPINAuthBlocked
+	case errors.Is(err, token.ErrWrongPIN):
+		d.log.Warn("wrong PIN given on the control socket", "retries", retries)
+		return retries, control.ErrWrongPIN
+	case errors.Is(err, token.ErrPINBlocked):
+		return 0, control.ErrPINBlocked
+	}
+	return retries, controlPINError(err)
+}
+
+// authBlocked: three wrong PINs in a row wait for a re-plug.
+func (d *daemon) authBlocked() bool { return d.auth.WrongPINsInARow() >= pin.MaxConsecutive }
+
+// Replug from the control socket (or SIGHUP): a re-plug starts a new
+// power cycle, and with it three new PIN tries (CTAP 2.1 6.5.5.6 and
+// 6.5.5.7: three consecutive mismatches, then PIN_AUTH_BLOCKED until a
+// power cycle). Any
+// process of the user can ask for one, so after a wrong PIN in this
+// power cycle it needs the desktop's Allow, as unplugging a key needs the
+// user's hand; otherwise two guesses and a re-plug, again and again,
+// would never meet the three-in-a-row limit.
 func (d *daemon) Replug() error {
+	if n := d.auth.WrongPINsInARow(); n > 0 {
+		wrong := "a wrong PIN"
+		if n > 1 {
+			wrong = fmt.Sprintf("%d wrong PINs in a row", n)
+		}
+		if err := d.confirm("re-plug the key, after " + wrong + " (from the command line)"); err != nil {
+			return err
+		}
+	}
 	replug(d.replug, d.auth, d.log)
 	return nil
 }
 
-func (d *daemon) Credentials() ([]control.Credential, error) {
+// Credentials lists what credentialManagement would, after what it needs
+// (authorize): sites and account names are the user's to see.
+func (d *daemon) Credentials(h []byte) ([]control.Credential, error) {
+	if err := d.authorize("list your passkeys (sites and account names)", h, "Enter the security key's PIN to list its passkeys."); err != nil {
+		return nil, err
+	}
 	all, err := d.creds.All()
 	out := make([]control.Credential, 0, len(all))
 	for _, c := range all {
@@ -139,9 +212,17 @@ func shortID(id []byte) string {
 	return hex.EncodeToString(h[:8])
 }
 
-func (d *daemon) DeleteCredential(prefix string) error {
+// DeleteCredential needs what credentialManagement's deleteCredential
+// needs, the PIN where one is set (asked before the ID is looked up, so
+// that no answer tells an unauthenticated process which IDs exist), and
+// the desktop's Allow in any case: it cannot be undone.
+func (d *daemon) DeleteCredential(prefix string, h []byte) error {
 	if prefix == "" {
 		return errors.New("give the ID that `tpm-u2f credentials list` shows")
+	}
+	const what = "delete a passkey"
+	if err := d.authorize(what, h, "Enter the security key's PIN to delete a passkey."); err != nil {
+		return err
 	}
 	all, _ := d.creds.All()
 	var match []byte
@@ -156,8 +237,10 @@ func (d *daemon) DeleteCredential(prefix string) error {
 	if match == nil {
 		return errors.New("no discoverable credential has that ID")
 	}
-	if err := d.confirm("delete a passkey (from the command line)"); err != nil {
-		return err
+	if set, _, _ := d.PINStatus(); set { // else authorize was this Allow
+		if err := d.confirm(what + " (from the command line)"); err != nil {
+			return err
+		}
 	}
 	if err := d.creds.Delete(match); err != nil {
 		return err
@@ -239,6 +322,11 @@ func (d *daemon) ChangePIN(old, new []byte) (int, error) {
 	if err := d.confirm("change the key's PIN (from the command line)"); err != nil {
 		return st.Retries, err
 	}
+	// Checked through the token first, so that a wrong old PIN counts
+	// toward CTAP's three in a row, and none is tried after three.
+	if retries, err := d.checkPIN(old); err != nil {
+		return retries, err
+	}
 	retries, err := d.engine.ChangePIN(old, new)
 	if err != nil {
 		if errors.Is(err, tpm.ErrWrongPIN) {
@@ -251,7 +339,36 @@ func (d *daemon) ChangePIN(old, new []byte) (int, error) {
 	return retries, nil
 }
 
-// The tray's view of the daemon.
+// trayView is the tray's view of the daemon. Its menu clicks count only
+// from the tray host (package tray), so a click is the user's own: Unlock
+// asks for the PIN where one is set and nothing more, Re-plug nothing.
+type trayView struct{ *daemon }
+
+func (t trayView) Unlock() error {
+	if !t.auth.Locked() {
+		return nil
+	}
+	st, err := t.engine.PINStatus()
+	switch {
+	case err != nil:
+		return controlPINError(err)
+	case st.Set && st.Retries == 0:
+		return control.ErrPINBlocked
+	case st.Set:
+		if err := t.askPIN("Enter the security key's PIN to unlock it."); err != nil {
+			return err
+		}
+	}
+	t.auth.Unlock()
+	return nil
+}
+
+func (t trayView) Replug() error {
+	replug(t.replug, t.auth, t.log)
+	return nil
+}
+
+// What the tray reads (through trayView).
 
 func (d *daemon) Locked() bool { return d.auth.Locked() }
 

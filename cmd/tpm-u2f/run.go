@@ -188,7 +188,6 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return err
 	}
 	defer tr.Close()
-	go onSignal(ctx, syscall.SIGHUP, func() { replug(replugDevice, auth, log) })
 	if bus != nil {
 		if err := presence.WatchScreenLock(ctx, bus, auth.Lock, log); err != nil {
 			log.Warn("cannot watch the screen lock", "err", err)
@@ -207,13 +206,20 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	manual := presence.NewManual(f.prompt)
 	d := &daemon{f: f, quit: quit, ask: prompter, manual: manual, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
+	// Any process of the user can send SIGHUP: it re-plugs as the control
+	// socket's replug does.
+	go onSignal(ctx, syscall.SIGHUP, func() {
+		if err := d.Replug(); err != nil {
+			log.Warn("re-plug on SIGHUP refused", "err", err)
+		}
+	})
 	if err := serveControl(ctx, f, d, log); err != nil {
 		return err
 	}
 	switch {
 	case bus == nil:
 	case tray.Available(bus):
-		go tray.Run(ctx, d, log)
+		go tray.Run(ctx, trayView{d}, log)
 		log.Info("tray icon shown")
 		if p, ok := prompter.(*presence.DBus); ok {
 			// Where the notification server cannot show Allow/Deny, the

@@ -135,8 +135,28 @@ func (t *tray) GetProperty(id int32, name string) (value dbus.Variant, err *dbus
 	return
 }
 
+// menuEventFilter, when set, decides whether a menu event from a bus
+// name counts (tpm-u2f patch, see PATCHED.md).
+var menuEventFilter func(sender string, id int32, eventID string) bool
+
+// SetMenuEventFilter makes every dbusmenu Event and EventGroup entry ask
+// f whether it counts: sender is the unique bus name of the caller. An
+// entry f refuses is dropped. Call it before Run or RunWithExternalLoop.
+// (tpm-u2f patch: any process on the session bus can call the menu's
+// methods, and only the tray host speaks for the user.)
+func SetMenuEventFilter(f func(sender string, id int32, eventID string) bool) {
+	menuEventFilter = f
+}
+
+func menuEventAllowed(sender dbus.Sender, id int32, eventID string) bool {
+	return menuEventFilter == nil || menuEventFilter(string(sender), id, eventID)
+}
+
 // Event is com.canonical.dbusmenu.Event method.
-func (t *tray) Event(id int32, eventID string, data dbus.Variant, timestamp uint32) (err *dbus.Error) {
+func (t *tray) Event(sender dbus.Sender, id int32, eventID string, data dbus.Variant, timestamp uint32) (err *dbus.Error) {
+	if !menuEventAllowed(sender, id, eventID) {
+		return
+	}
 	switch eventID {
 	case "clicked":
 		systrayMenuItemSelected(uint32(id))
@@ -156,14 +176,14 @@ func (t *tray) Event(id int32, eventID string, data dbus.Variant, timestamp uint
 }
 
 // EventGroup is com.canonical.dbusmenu.EventGroup method.
-func (t *tray) EventGroup(events []struct {
+func (t *tray) EventGroup(sender dbus.Sender, events []struct {
 	V0 int32
 	V1 string
 	V2 dbus.Variant
 	V3 uint32
 }) (idErrors []int32, err *dbus.Error) {
 	for _, event := range events {
-		if event.V1 == "clicked" {
+		if event.V1 == "clicked" && menuEventAllowed(sender, event.V0, event.V1) {
 			systrayMenuItemSelected(uint32(event.V0))
 		}
 	}

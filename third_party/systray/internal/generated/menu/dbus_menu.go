@@ -202,10 +202,11 @@ type Dbusmenuer interface {
 	}, err *dbus.Error)
 	// GetProperty is com.canonical.dbusmenu.GetProperty method.
 	GetProperty(id int32, name string) (value dbus.Variant, err *dbus.Error)
-	// Event is com.canonical.dbusmenu.Event method.
-	Event(id int32, eventId string, data dbus.Variant, timestamp uint32) (err *dbus.Error)
+	// Event is com.canonical.dbusmenu.Event method. sender is the
+	// caller's unique bus name (tpm-u2f patch, see PATCHED.md).
+	Event(sender dbus.Sender, id int32, eventId string, data dbus.Variant, timestamp uint32) (err *dbus.Error)
 	// EventGroup is com.canonical.dbusmenu.EventGroup method.
-	EventGroup(events []struct {
+	EventGroup(sender dbus.Sender, events []struct {
 		V0 int32
 		V1 string
 		V2 dbus.Variant
@@ -264,12 +265,12 @@ func (*UnimplementedDbusmenu) GetProperty(id int32, name string) (value dbus.Var
 	return
 }
 
-func (*UnimplementedDbusmenu) Event(id int32, eventId string, data dbus.Variant, timestamp uint32) (err *dbus.Error) {
+func (*UnimplementedDbusmenu) Event(sender dbus.Sender, id int32, eventId string, data dbus.Variant, timestamp uint32) (err *dbus.Error) {
 	err = &dbus.ErrMsgUnknownMethod
 	return
 }
 
-func (*UnimplementedDbusmenu) EventGroup(events []struct {
+func (*UnimplementedDbusmenu) EventGroup(sender dbus.Sender, events []struct {
 	V0 int32
 	V1 string
 	V2 dbus.Variant

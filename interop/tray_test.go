@@ -1,0 +1,175 @@
+package interop
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
+)
+
+// snWatcher is a StatusNotifierWatcher stub: it records who registers.
+type snWatcher struct {
+	mu     sync.Mutex
+	sender string
+}
+
+func (w *snWatcher) RegisterStatusNotifierItem(sender dbus.Sender, path string) *dbus.Error {
+	w.mu.Lock()
+	w.sender = string(sender)
+	w.mu.Unlock()
+	return nil
+}
+
+type dbusmenuLayout struct {
+	ID       int32
+	Props    map[string]dbus.Variant
+	Children []dbus.Variant
+}
+
+func menuItemID(l dbusmenuLayout, label string) (int32, bool) {
+	if v, ok := l.Props["label"]; ok && v.Value() == label {
+		return l.ID, true
+	}
+	for _, c := range l.Children {
+		vals, ok := c.Value().([]any)
+		if !ok || len(vals) != 3 {
+			continue
+		}
+		child := dbusmenuLayout{ID: vals[0].(int32), Props: vals[1].(map[string]dbus.Variant)}
+		child.Children = append(child.Children, vals[2].([]dbus.Variant)...)
+		if id, ok := menuItemID(child, label); ok {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// TestTrayClicksOnTheDaemon: the real daemon's tray menu, on a real
+// session bus. A click from the tray host is the user's own: Unlock needs
+// no desktop Allow (the PIN through pinentry where one is set), nor does
+// Re-plug after a wrong PIN. The same clicks from another connection on
+// the bus do nothing.
+func TestTrayClicksOnTheDaemon(t *testing.T) {
+	bus := notifytest.SessionBus(t)
+	n := &notifytest.Server{Caps: []string{"actions"}, Answer: "deny", Delay: 20 * time.Millisecond}
+	n.Serve(t, bus)
+	host := notifytest.Connect(t, bus)
+	w := &snWatcher{}
+	if err := host.Export(w, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher"); err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := host.RequestName("org.kde.StatusNotifierWatcher", dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("RequestName: %v %v", reply, err)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "control.sock")
+	pinFile := filepath.Join(dir, "pin")
+	os.WriteFile(pinFile, []byte("1234"), 0o600)
+	startDaemonEnv(t, t.TempDir(), []string{"DBUS_SESSION_BUS_ADDRESS=" + bus},
+		"--tpm", "sim", "--control", sock, "--presence", "dbus", "--pinentry", fakePinentry(t, pinFile))
+	var item string
+	eventually(t, "tray item registered", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		item = w.sender
+		return item != ""
+	})
+	mv, err := host.Object(item, "/StatusNotifierItem").GetProperty("org.kde.StatusNotifierItem.Menu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	menuPath, _ := mv.Value().(dbus.ObjectPath)
+	click := func(conn *dbus.Conn, label string) {
+		t.Helper()
+		menu := conn.Object(item, menuPath)
+		var rev uint32
+		var layout dbusmenuLayout
+		if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
+			t.Fatalf("GetLayout: %v", err)
+		}
+		id, ok := menuItemID(layout, label)
+		if !ok {
+			t.Fatalf("no %q in the menu", label)
+		}
+		if err := menu.Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
+			t.Fatalf("Event: %v", err)
+		}
+	}
+	locked := func() bool {
+		out, _ := cli(t, "status", "--control", sock)
+		return strings.Contains(out, "locked (")
+	}
+
+	title := func() string {
+		v, err := host.Object(item, "/StatusNotifierItem").GetProperty("org.kde.StatusNotifierItem.Title")
+		if err != nil {
+			return ""
+		}
+		s, _ := v.Value().(string)
+		return s
+	}
+	cli(t, "lock", "--control", sock)
+	// The menu enables Unlock once the tray has seen the lock.
+	eventually(t, "the tray shows the lock", func() bool { return title() == "tpm-u2f: locked" })
+	spoofer := notifytest.Connect(t, bus)
+	click(spoofer, "Unlock")
+	time.Sleep(300 * time.Millisecond) // a click that got through is carried out by now
+	if !locked() {
+		t.Fatal("a click from another connection unlocked the key")
+	}
+	prompts := len(n.Shown())
+	click(host, "Unlock")
+	eventually(t, "unlocked by the tray host's click", func() bool { return !locked() })
+	if len(n.Shown()) != prompts {
+		t.Fatalf("the tray's Unlock asked the desktop: %q", n.Shown()[prompts:])
+	}
+
+	// With a PIN: a wrong one given on the control socket makes
+	// `tpm-u2f replug` ask the desktop (denied here); the tray's Re-plug
+	// does not ask, and after it nothing is pending.
+	n.SetAnswer("allow")
+	if out, code := cliIn(t, "1234\n", "pin", "set", "--stdin", "--control", sock); code != 0 {
+		t.Fatalf("pin set: exit %d\n%s", code, out)
+	}
+	n.SetAnswer("deny")
+	cliIn(t, "0000\n", "credentials", "list", "--stdin", "--control", sock)
+	if out, code := cli(t, "replug", "--control", sock); code == 0 {
+		t.Fatalf("replug after a wrong PIN, denied on the desktop: exit 0\n%s", out)
+	}
+	click(spoofer, "Re-plug")
+	time.Sleep(300 * time.Millisecond)
+	if out, code := cli(t, "replug", "--control", sock); code == 0 {
+		t.Fatalf("a Re-plug click from another connection re-plugged:\n%s", out)
+	}
+	click(host, "Re-plug")
+	eventually(t, "re-plugged by the tray host's click", func() bool {
+		_, code := cli(t, "replug", "--control", sock) // asks nobody once the count is 0
+		return code == 0
+	})
+
+	// Unlock from the tray with a PIN set: pinentry, not the desktop.
+	cli(t, "lock", "--control", sock)
+	eventually(t, "the tray shows the lock", func() bool { return title() == "tpm-u2f: locked" })
+	prompts = len(n.Shown())
+	click(host, "Unlock")
+	eventually(t, "unlocked with the PIN", func() bool { return !locked() })
+	if len(n.Shown()) != prompts {
+		t.Fatalf("the tray's Unlock asked the desktop: %q", n.Shown()[prompts:])
+	}
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
