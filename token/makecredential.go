@@ -124,6 +124,13 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
+	if ctx.Err() != nil {
+		// CANCEL while the TPM made the key (an RSA key takes seconds on a
+		// real TPM, and a TPM command cannot be interrupted): the platform
+		// gave up, so nothing is stored and no credential is announced. The
+		// key made is a wrapped blob nobody holds.
+		return nil, ctap2.ErrKeepaliveCancel
+	}
 	if rk {
 		err := a.cfg.Resident.Put(credstore.Credential{
 			ID: credID, RPID: req.RP.ID, RPName: req.RP.Name, UserID: req.User.ID, UserName: req.User.Name,

@@ -49,6 +49,20 @@ for n in 1 2; do
   check fido2-assert-get-$n sh -c 'fido2-assert -G -p -i /tmp/assert_param -o /tmp/assert /dev/hidraw0'
   check fido2-assert-verify-$n sh -c 'tail -n +2 /tmp/cred_key > /tmp/pub.pem && fido2-assert -V -p -i /tmp/assert /tmp/pub.pem es256'
 done
+# Every other algorithm the TPM has (libfido2 1.12 knows es384 and rs256):
+# a credential made and attested in it, an assertion verified with its key.
+for alg in es384 rs256; do
+  printf '%s\n%s\n%s\n%s\n' "$(b64rand)" alg.example "$alg" "$(b64rand)" > /tmp/alg_param
+  check fido2-cred-$alg sh -c "fido2-cred -M -i /tmp/alg_param -o /tmp/alg_cred /dev/hidraw0 $alg && fido2-cred -V -i /tmp/alg_cred -o /tmp/alg_key $alg"
+  printf '%s\n%s\n%s\n' "$(b64rand)" alg.example "$(head -1 /tmp/alg_key)" > /tmp/alg_assert_param
+  check fido2-assert-$alg sh -c "fido2-assert -G -p -i /tmp/alg_assert_param -o /tmp/alg_assert /dev/hidraw0 && tail -n +2 /tmp/alg_key > /tmp/alg_pub.pem && fido2-assert -V -p -i /tmp/alg_assert /tmp/alg_pub.pem $alg"
+done
+# credProtect comes with the credential ID: a non-discoverable credential
+# made with credProtect 3 (libfido2's -c 3) does not sign without UV.
+printf '%s\n%s\n%s\n%s\n' "$(b64rand)" protect.example bob "$(b64rand)" > /tmp/cp3_param
+check fido2-cred-credprotect-3 sh -c 'fido2-cred -M -c 3 -i /tmp/cp3_param -o /tmp/cp3 /dev/hidraw0 && fido2-cred -V -c 3 -i /tmp/cp3 -o /tmp/cp3_key'
+printf '%s\n%s\n%s\n' "$(b64rand)" protect.example "$(head -1 /tmp/cp3_key)" > /tmp/cp3_assert_param
+check fido2-assert-credprotect-3-needs-uv sh -c 'fido2-assert -G -p -i /tmp/cp3_assert_param -o /tmp/cp3_assert /dev/hidraw0 2>&1 | tee /dev/stderr | grep -q FIDO_ERR_NO_CREDENTIALS'
 # The same credential for another relying party must not work.
 printf '%s\n%s\n%s\n' "$(b64rand)" evil.example "$(head -1 /tmp/cred_key)" > /tmp/evil_param
 check fido2-assert-other-rp-refused sh -c '! fido2-assert -G -p -i /tmp/evil_param -o /tmp/evil /dev/hidraw0'
