@@ -1,12 +1,14 @@
 package token_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"math/big"
 	"testing"
 
@@ -115,5 +117,55 @@ func TestEveryAlgorithmThroughCTAP2(t *testing.T) {
 		}
 		verifyCOSE(t, pub, alg, append(append([]byte(nil), as.AuthData...), cdh[:]...), as.Signature)
 		t.Logf("alg %d: credential ID %d bytes", alg, n)
+	}
+}
+
+// hmac-secret and credential management work the same for every
+// algorithm: the secret is derived from the credential ID, the listing
+// carries the credential's own COSE key.
+func TestHMACSecretAndCredMgmtForEveryAlgorithm(t *testing.T) {
+	a, _ := pinToken(t)
+	p := newPlatform(t, a, 2)
+	if st := p.setPIN(padded("1234")); st != ctap2.OK {
+		t.Fatalf("setPIN: %v", st)
+	}
+	salt := bytes.Repeat([]byte{7}, 32)
+	for _, alg := range []int64{ctap2.AlgES256, ctap2.AlgES384, ctap2.AlgES512, ctap2.AlgRS256, ctap2.AlgPS256} {
+		rp := fmt.Sprintf("alg%d.example", -alg)
+		if st := p.getToken("1234", ctap2.PermMakeCredential, rp); st != ctap2.OK {
+			t.Fatalf("token: %v", st)
+		}
+		params := makeCredParams(rp, map[int]any{
+			4: []map[string]any{{"type": "public-key", "alg": alg}},
+			6: map[string]any{"hmac-secret": true},
+			7: map[string]bool{"rk": true},
+		})
+		params[8] = p.proto.Authenticate(p.token, params[1].([]byte))
+		params[9] = p.proto.Version()
+		st, body := call(t, a, ctap2.CmdMakeCredential, params)
+		if st != ctap2.OK {
+			t.Fatalf("alg %d: makeCredential %v", alg, st)
+		}
+		var mc ctap2.MakeCredentialResponse
+		if err := cbor.Unmarshal(body, &mc); err != nil {
+			t.Fatal(err)
+		}
+		n := int(binary.BigEndian.Uint16(mc.AuthData[53:55]))
+		id := bytes.Clone(mc.AuthData[55 : 55+n])
+		st, out1, _ := p.hmacSecretAssert(rp, id, salt, false)
+		_, out2, _ := p.hmacSecretAssert(rp, id, salt, false)
+		if st != ctap2.OK || len(out1) != 32 || !bytes.Equal(out1, out2) {
+			t.Fatalf("alg %d: hmac-secret %v, %d bytes, stable %v", alg, st, len(out1), bytes.Equal(out1, out2))
+		}
+		if st := p.getToken("1234", ctap2.PermCredMgmt, ""); st != ctap2.OK {
+			t.Fatalf("cm token: %v", st)
+		}
+		st, rsp := p.credMgmt(ctap2.CredMgmtEnumerateCredsBegin, map[int]any{1: hashOf(rp)})
+		if st != ctap2.OK || rsp.CredentialID == nil || !bytes.Equal(rsp.CredentialID.ID, id) {
+			t.Fatalf("alg %d: enumerateCredentials %v", alg, st)
+		}
+		if _, got := coseToPublic(t, rsp.PublicKey); got != alg {
+			t.Errorf("alg %d: credential management lists a key of alg %d", alg, got)
+		}
 	}
 }
