@@ -27,7 +27,8 @@ const (
 )
 
 // COSEKey is a P-256 public key as COSE_Key (RFC 8152): the platform's
-// keyAgreement in clientPIN and hmac-secret, and credential public keys.
+// keyAgreement in clientPIN and hmac-secret. (Credential public keys, of
+// any algorithm, are encoded by token's credentialPublicKey.)
 type COSEKey struct {
 	Kty int64  `cbor:"1,keyasint"`
 	Alg int64  `cbor:"3,keyasint"`
