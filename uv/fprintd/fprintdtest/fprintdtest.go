@@ -5,6 +5,7 @@
 package fprintdtest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,8 @@ type Server struct {
 	// Script holds, for each VerifyStart in turn, the statuses sent after
 	// it (none: the reader waits for a finger forever).
 	Script [][]Status
+	// Always answers every VerifyStart the Script has no entry for.
+	Always *Status
 	// Stale is sent inside VerifyStart, before its reply: what an answer
 	// to an earlier verification looks like to the next client.
 	Stale *Status
@@ -49,24 +52,38 @@ type Server struct {
 	log  []string
 }
 
-// Serve exports the server on the bus at addr and owns the fprintd name.
+// Serve exports the server on the bus at addr and owns the fprintd name
+// until the test ends.
 func (s *Server) Serve(t *testing.T, addr string) {
 	t.Helper()
-	c, err := dbus.Connect(addr)
+	c, err := s.Start(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+}
+
+// Start is Serve outside a test (the e2e guest's fprintd); closing the
+// connection ends it.
+func (s *Server) Start(addr string) (*dbus.Conn, error) {
+	c, err := dbus.Connect(addr)
+	if err != nil {
+		return nil, err
+	}
 	s.conn = c
 	if err := c.Export(manager{s}, managerPath, service+".Manager"); err != nil {
-		t.Fatal(err)
+		c.Close()
+		return nil, err
 	}
 	if err := c.Export(device{s}, DevicePath, deviceIface); err != nil {
-		t.Fatal(err)
+		c.Close()
+		return nil, err
 	}
 	if r, err := c.RequestName(service, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("owning %s: %v %v", service, r, err)
+		c.Close()
+		return nil, fmt.Errorf("owning %s: %v %v", service, r, err)
 	}
+	return c, nil
 }
 
 // SetEnrolled changes the enrolled fingers while the server runs.
@@ -156,6 +173,8 @@ func (d device) VerifyStart(finger string) *dbus.Error {
 	var script []Status
 	if len(d.s.Script) > 0 {
 		script, d.s.Script = d.s.Script[0], d.s.Script[1:]
+	} else if d.s.Always != nil {
+		script = []Status{*d.s.Always}
 	}
 	d.s.mu.Unlock()
 	go func() {
