@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
+	"github.com/tpm-u2f/tpm-u2f/internal/sdnotify"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -126,7 +128,15 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer unlock()
 
-	t, backend, err := tpm.Open(f.tpm)
+	sdnotify.Status("opening the TPM " + f.tpm)
+	var (
+		t       transport.TPMCloser
+		backend tpm.Backend
+	)
+	err = openWhenReady(ctx, "the TPM "+f.tpm, "add yourself to the tss group, then log in again; tpm-u2f doctor says more", log, func() (err error) {
+		t, backend, err = tpm.Open(f.tpm)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -183,7 +193,14 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 
-	tr, replugDevice, err := openTransport(f, serialFor(id), log)
+	var (
+		tr           ctaphid.Transport
+		replugDevice func() error
+	)
+	err = openWhenReady(ctx, "the HID device ("+f.transport+")", "the udev rule gives /dev/uhid to the seat's user; see docs/install.md", log, func() (err error) {
+		tr, replugDevice, err = openTransport(f, serialFor(id), log)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -242,7 +259,11 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		Logger:        log,
 	})
 	log.Info("tpm-u2f ready", "version", version, "tpm", f.tpm, "transport", f.transport, "presence", f.presence, "state", f.state)
+	// READY=1 only now: the HID device exists and the TPM answered (the
+	// engine made its primary and sessions).
+	sdnotify.Ready(fmt.Sprintf("ready: %s on %s", f.transport, f.tpm))
 	err = srv.Serve(ctx)
+	sdnotify.Stopping()
 	log.Info("tpm-u2f stopping")
 	return err
 }

@@ -3,6 +3,7 @@
 package tpmtest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -58,6 +59,14 @@ func StartSWTPM(tb testing.TB) *SWTPMServer {
 
 func (s *SWTPMServer) start() {
 	s.tb.Helper()
+	if err := s.StartErr(); err != nil {
+		s.tb.Fatal(err)
+	}
+}
+
+// StartErr starts a stopped swtpm again on the same state, like Restart's
+// second half; safe to call from any goroutine.
+func (s *SWTPMServer) StartErr() error {
 	os.Remove(s.sock)
 	s.cmd = exec.Command(s.bin, "socket", "--tpm2",
 		"--tpmstate", "dir="+s.dir,
@@ -66,21 +75,24 @@ func (s *SWTPMServer) start() {
 		"--flags", "not-need-init,startup-clear")
 	s.cmd.Stderr = os.Stderr
 	if err := s.cmd.Start(); err != nil {
-		s.tb.Fatalf("start swtpm: %v", err)
+		return fmt.Errorf("start swtpm: %v", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("unix", s.sock)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			s.tb.Fatalf("swtpm did not come up: %v", err)
+			return fmt.Errorf("swtpm did not come up: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Stop kills swtpm (SIGKILL): the TPM is gone until StartErr.
+func (s *SWTPMServer) Stop() { s.stop() }
 
 func (s *SWTPMServer) stop() {
 	if s.cmd != nil {
