@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
+	"github.com/tpm-u2f/tpm-u2f/internal/journal"
 	"github.com/tpm-u2f/tpm-u2f/internal/sdnotify"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
@@ -91,6 +93,18 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	log, err := newLogger(stderr, f.logLevel)
 	if err != nil {
 		return err
+	}
+	if journal.Under() {
+		// Under systemd: each record's attributes (rp, operation, status...)
+		// become journal fields. Without the socket, stderr (which systemd
+		// also sends to the journal, as plain lines) it is.
+		var l slog.Level
+		l.UnmarshalText([]byte(f.logLevel))
+		if h, err := journal.New(cmp.Or(os.Getenv("TPM_U2F_JOURNAL_SOCKET"), journal.DefaultSocket), "tpm-u2f", l); err == nil {
+			log = slog.New(h)
+		} else {
+			log.Warn("cannot write to the journal: logging to stderr", "err", err)
+		}
 	}
 	return run(ctx, f, log)
 }
