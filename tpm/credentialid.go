@@ -187,6 +187,20 @@ const (
 	pointSize    = 2 + 32 + 2 + 32
 )
 
+// publicArea is tpm2.Marshal(p256Template(binding, x, y)) for 32-byte
+// coordinates, built by patching publicLayout: go-tpm's reflection-based
+// marshalling of the template cost more than everything else a warm
+// signature does outside the TPM (bench/e2e's profile; TestPublicArea
+// checks the two agree).
+func publicArea(binding [32]byte, x, y []byte) []byte {
+	out := append(make([]byte, 0, len(publicLayout)), publicLayout...)
+	copy(out[policyOffset:], binding[:])
+	point := len(out) - pointSize
+	copy(out[point+2:point+34], x)
+	copy(out[point+36:], y)
+	return out
+}
+
 // parseCredentialV1 checks a version-1 credential ID against rp without
 // the TPM. Every failure is ErrForeignCredential.
 func parseCredentialV1(id []byte, rp [32]byte) (*credential, error) {
@@ -280,7 +294,7 @@ func parseCredentialV2(id []byte, rp [32]byte, idKey *[32]byte) (*credential, er
 	}
 	p, _ := policyFromByte(policy)
 	return &credential{
-		public:  tpm2.Marshal(p256Template(bindingV2(rp, policy, algES256ID), x, y)),
+		public:  publicArea(bindingV2(rp, policy, algES256ID), x, y),
 		private: private,
 		pub:     pub,
 		info:    CredentialInfo{Policy: p},
