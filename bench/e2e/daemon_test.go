@@ -97,6 +97,12 @@ type daemon struct {
 // Ready is the time from process start to that first answered PING.
 func startDaemon(tb testing.TB, tpmSpec string, extra ...string) *daemon {
 	tb.Helper()
+	return startDaemonEnv(tb, tpmSpec, nil, extra...)
+}
+
+// startDaemonEnv is startDaemon with extra environment variables.
+func startDaemonEnv(tb testing.TB, tpmSpec string, env []string, extra ...string) *daemon {
+	tb.Helper()
 	dir := diskDir(tb)
 	d := &daemon{Addr: freeUDPAddr(tb), Control: filepath.Join(dir, "control.sock"), Log: filepath.Join(dir, "daemon.log"), done: make(chan struct{})}
 	args := append([]string{"run", "--tpm", tpmSpec, "--transport", "udp:" + d.Addr, "--presence", "always",
@@ -113,6 +119,7 @@ func startDaemon(tb testing.TB, tpmSpec string, extra ...string) *daemon {
 			d.cmd.Env = append(d.cmd.Env, kv)
 		}
 	}
+	d.cmd.Env = append(d.cmd.Env, env...)
 	d.cmd.Stderr = logf
 	start := time.Now()
 	if err := d.cmd.Start(); err != nil {

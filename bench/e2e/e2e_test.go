@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func BenchmarkE2E(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			raw := tpmtest.NewRaw(b, be.bare(b))
-			d := startDaemon(b, be.daemonTPM(b))
+			d := startDaemonEnv(b, be.daemonTPM(b), profileEnv(b, be.name))
 			ctx := context.Background()
 			c, err := dialUDP(d.Addr)
 			if err != nil {
@@ -150,4 +151,23 @@ func BenchmarkE2E(b *testing.B) {
 			})
 		})
 	}
+}
+
+// profileEnv has the daemon write a CPU profile and an execution trace
+// into $E2E_PROFILE (when set), named after the backend: see
+// docs/performance.md for how to read them.
+func profileEnv(tb testing.TB, name string) []string {
+	dir := os.Getenv("E2E_PROFILE")
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	env := []string{"TPM_U2F_CPUPROFILE=" + filepath.Join(dir, name+".cpu.pprof")}
+	if os.Getenv("E2E_TRACE") != "" {
+		// The tracer costs time of its own: apart from the profile.
+		env = append(env, "TPM_U2F_TRACE="+filepath.Join(dir, name+".trace"))
+	}
+	return env
 }

@@ -104,6 +104,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	ctx, quit := context.WithCancel(ctx) // the tray's Quit
 	defer quit()
+	defer startProfiles(log)() // developers only: TPM_U2F_CPUPROFILE, TPM_U2F_TRACE
 	if os.Getenv("TPM_U2F_TEST_CRASH_AFTER_RECORD") != "" {
 		// Crash trials only: die like SIGKILL after a signature's replay
 		// record is on disk and before its response is sent.
