@@ -216,23 +216,27 @@ func (a *Authenticator) sign(handle []byte, app [32]byte, challenge []byte, up b
 	d.Write(ctr[:])
 	d.Write(challenge)
 	var sig []byte
+	var recorded func() error
 	err = a.keys.UseCredential(handle, app, func(k crypto.Signer) (err error) {
 		if approve != nil {
 			if err := approve(); err != nil {
 				return err
 			}
 		}
+		// Recorded while the TPM signs, durable before the response
+		// leaves: a crash in between loses a response that was never
+		// sent, never lets the same request be signed twice.
+		recorded = a.recordWhileSigning(replayKey)
 		sig, err = k.Sign(rand.Reader, d.Sum(nil), crypto.SHA256)
 		return err
 	})
+	if recorded != nil {
+		if rerr := recorded(); rerr != nil && err == nil {
+			return nil, rerr
+		}
+	}
 	if err != nil {
 		return nil, credentialErr(err)
-	}
-	// Recorded after the signature exists and before the response leaves:
-	// a crash in between loses a response that was never sent, never lets
-	// the same request be signed twice.
-	if err := a.recordReplay(replayKey); err != nil {
-		return nil, err
 	}
 	return append(append([]byte{up}, ctr[:]...), sig...), nil
 }

@@ -26,10 +26,13 @@ var (
 
 // daemonBinary builds cmd/tpm-u2f once per test process, as `make build` does
 // (no race detector, no coverage): the daemon under measurement is the one
-// users run.
+// users run. $E2E_DAEMON names a prebuilt binary to measure instead.
 func daemonBinary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
+		if binPath = os.Getenv("E2E_DAEMON"); binPath != "" {
+			return // a binary built elsewhere: before/after comparisons
+		}
 		dir, err := os.MkdirTemp("", "tpm-u2f-e2e")
 		if err != nil {
 			buildErr = err
