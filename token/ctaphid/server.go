@@ -410,11 +410,15 @@ func (s *Server) run(ctx context.Context, m *message, peer any) {
 	s.running = req
 	setStatus := func(st byte) {
 		req.mu.Lock()
+		changed := req.status != st
 		req.status = st
 		req.mu.Unlock()
-		// Sent at once, from the handler's goroutine: writes of whole
-		// reports are atomic on every transport we have.
-		if hctx.Err() == nil {
+		// Sent at once when the status changes, from the handler's
+		// goroutine: writes of whole reports are atomic on every transport
+		// we have. An unchanged status waits for the periodic KEEPALIVE:
+		// a report per request that tells the client nothing new costs a
+		// write here and a read there (issue 17).
+		if changed && hctx.Err() == nil {
 			s.send(req.cid, CmdKeepalive, []byte{st}, req.peer)
 		}
 	}
