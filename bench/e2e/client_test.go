@@ -25,6 +25,9 @@ type client struct {
 	// time spent waiting to retry after them.
 	busy     int
 	busyWait time.Duration
+	// served is when the last attempt of the last retried call began:
+	// what came before it was waiting for a turn.
+	served time.Time
 }
 
 func dialUDP(addr string) (*client, error) {
@@ -46,6 +49,7 @@ const busyRetry = time.Millisecond
 // request arrives meanwhile is told to come back.
 func (c *client) retry(ctx context.Context, op func() error) error {
 	for {
+		c.served = time.Now()
 		err := op()
 		if e, ok := ctaphid.ErrorCode(err); !ok || e != ctaphid.ErrChannelBusy {
 			return err
@@ -63,9 +67,12 @@ func (c *client) retry(ctx context.Context, op func() error) error {
 
 // u2fAuthenticate signs challenge i with a U2F key handle (P1 0x03:
 // presence enforced, approved at once by --presence=always).
-func (c *client) u2fAuthenticate(ctx context.Context, i uint64, app [32]byte, handle []byte) (*u2fhost.Assertion, error) {
+func (c *client) u2fAuthenticate(ctx context.Context, i uint64, app [32]byte, handle []byte, opts ...func(*[32]byte)) (*u2fhost.Assertion, error) {
 	var chal [32]byte
 	binary.BigEndian.PutUint64(chal[:], i)
+	for _, o := range opts {
+		o(&chal)
+	}
 	var a *u2fhost.Assertion
 	err := c.retry(ctx, func() (err error) {
 		a, err = u2fhost.Authenticate(ctx, c.Client, chal, app, handle, u2fhost.EnforcePresence)
@@ -171,3 +178,6 @@ func (c *client) getAssertion(ctx context.Context, rpID string, i uint64, id []b
 	}
 	return ga.AuthData, ga.Signature, cdh, nil
 }
+
+// withChallenge sets the whole challenge.
+func withChallenge(c [32]byte) func(*[32]byte) { return func(p *[32]byte) { *p = c } }
