@@ -106,6 +106,17 @@ func startDaemon(tb testing.TB, tpmSpec string, extra ...string) *daemon {
 // startDaemonEnv is startDaemon with extra environment variables.
 func startDaemonEnv(tb testing.TB, tpmSpec string, env []string, extra ...string) *daemon {
 	tb.Helper()
+	return startBinaryEnv(tb, daemonBinary(tb), tpmSpec, env, extra...)
+}
+
+// startBinary is startDaemon with another tpm-u2f binary.
+func startBinary(tb testing.TB, bin, tpmSpec string, extra ...string) *daemon {
+	tb.Helper()
+	return startBinaryEnv(tb, bin, tpmSpec, nil, extra...)
+}
+
+func startBinaryEnv(tb testing.TB, bin, tpmSpec string, env []string, extra ...string) *daemon {
+	tb.Helper()
 	dir := diskDir(tb)
 	d := &daemon{Addr: freeUDPAddr(tb), Control: filepath.Join(dir, "control.sock"), Log: filepath.Join(dir, "daemon.log"), done: make(chan struct{})}
 	args := append([]string{"run", "--tpm", tpmSpec, "--transport", "udp:" + d.Addr, "--presence", "always",
@@ -114,7 +125,7 @@ func startDaemonEnv(tb testing.TB, tpmSpec string, env []string, extra ...string
 	if err != nil {
 		tb.Fatal(err)
 	}
-	d.cmd = exec.Command(daemonBinary(tb), args...)
+	d.cmd = exec.Command(bin, args...)
 	// No session bus: the tray and the screen-lock watch stay out of the
 	// measurement.
 	for _, kv := range os.Environ() {

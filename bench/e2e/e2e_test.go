@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,78 +79,125 @@ func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 // all of them alike, and the ratio is of medians over the same run. For
 // swtpm the floor runs on a second swtpm instance (same binary, same
 // flags, fresh state), idle while the daemon works and vice versa.
+//
+// E2E_COMPARE=/path/to/another/tpm-u2f adds a second daemon, that binary
+// on its own TPM of the same kind, measured in the same iterations: the
+// fair before/after on a machine whose load changes (docs/performance.md).
 func BenchmarkE2E(b *testing.B) {
-	app := sha256.Sum256([]byte("https://e2e.example"))
-	const rpID = "e2e.example"
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			raw := tpmtest.NewRaw(b, be.bare(b))
-			d := startDaemonEnv(b, be.daemonTPM(b), profileEnv(b, be.name))
-			ctx := context.Background()
-			c, err := dialUDP(d.Addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			if err := c.Init(ctx); err != nil {
-				b.Fatal(err)
-			}
-			reg, err := u2fhost.Register(ctx, c.Client, [32]byte{}, app)
-			if err != nil {
-				b.Fatal(err)
-			}
-			credID, pub, err := c.makeCredential(ctx, rpID, []byte("e2e user"), false)
-			if err != nil {
-				b.Fatal(err)
-			}
-			// The PINGs move what the requests move: the mean of request
-			// and response, each way.
-			u2fReq := 7 + 65 + len(reg.KeyHandle) + 2
-			u2fRsp := 1 + 4 + 72 + 2
-			gaBody, _ := ctap2.Marshal(getAssertionRequest(rpID, [32]byte{}, credID))
-			gaReq := 1 + len(gaBody)
-			gaRspBody, _ := ctap2.Marshal(ctap2.GetAssertionResponse{Credential: ctap2.CredentialDescriptor{Type: "public-key", ID: credID}, AuthData: make([]byte, 37), Signature: make([]byte, 71)})
-			gaRsp := 1 + len(gaRspBody)
-			pingU2F := make([]byte, (u2fReq+u2fRsp)/2)
-			pingGA := make([]byte, (gaReq+gaRsp)/2)
-			ping := func(p []byte) func() error {
-				return func() error { _, err := c.Call(ctx, ctaphid.CmdPing, p); return err }
+			targets := []*target{newTarget(b, "", be.name, startDaemonEnv(b, be.daemonTPM(b), profileEnv(b, be.name)))}
+			if other := os.Getenv("E2E_COMPARE"); other != "" {
+				targets = append(targets, newTarget(b, "compare ", be.name, startBinary(b, other, be.daemonTPM(b))))
 			}
 			var i uint64 // across the runs of the sub-benchmark: a repeated challenge is a replay
 			b.Run("interleaved", func(b *testing.B) {
-				var bare, pu, u2f, pg, ga sampler
+				var bare sampler
+				for _, t := range targets {
+					t.reset()
+				}
 				for b.Loop() {
 					i++
 					bare.time(b, func() error { return raw.LoadSignFlush(raw.Parent) })
-					pu.time(b, ping(pingU2F))
-					u2f.time(b, func() error { _, err := c.u2fAuthenticate(ctx, i, app, reg.KeyHandle); return err })
-					pg.time(b, ping(pingGA))
-					var ad, sig []byte
-					var cdh [32]byte
-					ga.time(b, func() (err error) { ad, sig, cdh, err = c.getAssertion(ctx, rpID, i, credID); return err })
-					if i == 1 {
-						h := sha256.Sum256(append(append([]byte(nil), ad...), cdh[:]...))
-						if !ecdsa.VerifyASN1(pub, h[:], sig) {
-							b.Fatal("getAssertion signature does not verify")
-						}
+					for _, t := range targets {
+						t.iteration(b, i)
 					}
 				}
 				b.StopTimer()
-				fb, fpu, fu, fpg, fg := bare.quantile(.5), pu.quantile(.5), u2f.quantile(.5), pg.quantile(.5), ga.quantile(.5)
-				xu := ms(fu-fpu) / ms(fb)
-				xg := ms(fg-fpg) / ms(fb)
 				b.ReportMetric(0, "ns/op")
+				fb := bare.quantile(.5)
 				b.ReportMetric(ms(fb), "bare-ms")
-				b.ReportMetric(ms(fu), "u2f-ms")
-				b.ReportMetric(ms(fg), "getassertion-ms")
-				b.ReportMetric(xu, "u2f-x-bare")
-				b.ReportMetric(xg, "getassertion-x-bare")
-				if len(bare) > 1 {
-					fmt.Fprintf(os.Stdout, "    %s, %d iterations, medians: bare Load+Sign+Flush %.3f ms | U2F authenticate %.3f ms, PING(%d B) %.3f ms, (auth-ping)/bare %.2f | CTAP2 getAssertion %.3f ms, PING(%d B) %.3f ms, (ga-ping)/bare %.2f | p95 U2F %.3f ms, getAssertion %.3f ms\n",
-						be.name, len(bare), ms(fb), ms(fu), len(pingU2F), ms(fpu), xu, ms(fg), len(pingGA), ms(fpg), xg, ms(u2f.quantile(.95)), ms(ga.quantile(.95)))
+				for _, t := range targets {
+					t.report(b, fb, len(bare))
 				}
 			})
 		})
+	}
+}
+
+const e2eRP = "e2e.example"
+
+var e2eApp = sha256.Sum256([]byte("https://e2e.example"))
+
+// target is one daemon under measurement, with its client, credentials
+// and samples.
+type target struct {
+	label, backend  string
+	c               *client
+	handle, credID  []byte
+	pub             *ecdsa.PublicKey
+	pingU2F, pingGA []byte
+	pu, u2f, pg, ga sampler
+}
+
+func newTarget(b *testing.B, label, backend string, d *daemon) *target {
+	ctx := context.Background()
+	c, err := dialUDP(d.Addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	if err := c.Init(ctx); err != nil {
+		b.Fatal(err)
+	}
+	reg, err := u2fhost.Register(ctx, c.Client, [32]byte{}, e2eApp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	credID, pub, err := c.makeCredential(ctx, e2eRP, []byte("e2e user"), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The PINGs move what the requests move: the mean of request and
+	// response, each way.
+	u2fReq := 7 + 65 + len(reg.KeyHandle) + 2
+	u2fRsp := 1 + 4 + 72 + 2
+	gaBody, _ := ctap2.Marshal(getAssertionRequest(e2eRP, [32]byte{}, credID))
+	gaReq := 1 + len(gaBody)
+	gaRspBody, _ := ctap2.Marshal(ctap2.GetAssertionResponse{Credential: ctap2.CredentialDescriptor{Type: "public-key", ID: credID}, AuthData: make([]byte, 37), Signature: make([]byte, 71)})
+	gaRsp := 1 + len(gaRspBody)
+	return &target{label: label, backend: backend, c: c, handle: reg.KeyHandle, credID: credID, pub: pub,
+		pingU2F: make([]byte, (u2fReq+u2fRsp)/2), pingGA: make([]byte, (gaReq+gaRsp)/2)}
+}
+
+func (t *target) reset() { t.pu, t.u2f, t.pg, t.ga = nil, nil, nil, nil }
+
+// iteration is PING, U2F authenticate, PING, CTAP2 getAssertion.
+func (t *target) iteration(b *testing.B, i uint64) {
+	ctx := context.Background()
+	ping := func(p []byte) func() error {
+		return func() error { _, err := t.c.Call(ctx, ctaphid.CmdPing, p); return err }
+	}
+	t.pu.time(b, ping(t.pingU2F))
+	t.u2f.time(b, func() error { _, err := t.c.u2fAuthenticate(ctx, i, e2eApp, t.handle); return err })
+	t.pg.time(b, ping(t.pingGA))
+	var ad, sig []byte
+	var cdh [32]byte
+	t.ga.time(b, func() (err error) { ad, sig, cdh, err = t.c.getAssertion(ctx, e2eRP, i, t.credID); return err })
+	if i == 1 {
+		h := sha256.Sum256(append(append([]byte(nil), ad...), cdh[:]...))
+		if !ecdsa.VerifyASN1(t.pub, h[:], sig) {
+			b.Fatal("getAssertion signature does not verify")
+		}
+	}
+}
+
+func (t *target) report(b *testing.B, fb time.Duration, n int) {
+	fpu, fu, fpg, fg := t.pu.quantile(.5), t.u2f.quantile(.5), t.pg.quantile(.5), t.ga.quantile(.5)
+	xu := ms(fu-fpu) / ms(fb)
+	xg := ms(fg-fpg) / ms(fb)
+	prefix := strings.ReplaceAll(strings.TrimSpace(t.label), " ", "-")
+	if prefix != "" {
+		prefix += "-"
+	}
+	b.ReportMetric(ms(fu), prefix+"u2f-ms")
+	b.ReportMetric(ms(fg), prefix+"getassertion-ms")
+	b.ReportMetric(xu, prefix+"u2f-x-bare")
+	b.ReportMetric(xg, prefix+"getassertion-x-bare")
+	if n > 1 {
+		fmt.Fprintf(os.Stdout, "    %s%s, %d iterations, medians: bare Load+Sign+Flush %.3f ms | U2F authenticate %.3f ms, PING(%d B) %.3f ms, (auth-ping)/bare %.2f | CTAP2 getAssertion %.3f ms, PING(%d B) %.3f ms, (ga-ping)/bare %.2f | p95 U2F %.3f ms, getAssertion %.3f ms\n",
+			t.label, t.backend, n, ms(fb), ms(fu), len(t.pingU2F), ms(fpu), xu, ms(fg), len(t.pingGA), ms(fpg), xg, ms(t.u2f.quantile(.95)), ms(t.ga.quantile(.95)))
 	}
 }
 
