@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -80,6 +81,7 @@ func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 // swtpm the floor runs on a second swtpm instance (same binary, same
 // flags, fresh state), idle while the daemon works and vice versa.
 //
+// E2E_STATS=1 runs the daemon with --stats and prints its account.
 // E2E_COMPARE=/path/to/another/tpm-u2f adds a second daemon, that binary
 // on its own TPM of the same kind, measured in the same iterations: the
 // fair before/after on a machine whose load changes (docs/performance.md).
@@ -87,7 +89,12 @@ func BenchmarkE2E(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			raw := tpmtest.NewRaw(b, be.bare(b))
-			targets := []*target{newTarget(b, "", be.name, startDaemonEnv(b, be.daemonTPM(b), profileEnv(b, be.name)))}
+			var extra []string
+			if os.Getenv("E2E_STATS") != "" {
+				extra = append(extra, "--stats")
+			}
+			d := startDaemonEnv(b, be.daemonTPM(b), profileEnv(b, be.name), extra...)
+			targets := []*target{newTarget(b, "", be.name, d)}
 			if other := os.Getenv("E2E_COMPARE"); other != "" {
 				targets = append(targets, newTarget(b, "compare ", be.name, startBinary(b, other, be.daemonTPM(b))))
 			}
@@ -110,6 +117,14 @@ func BenchmarkE2E(b *testing.B) {
 				b.ReportMetric(ms(fb), "bare-ms")
 				for _, t := range targets {
 					t.report(b, fb, len(bare))
+				}
+				if len(extra) > 0 && len(bare) > 1 {
+					// E2E_STATS=1: the daemon's own account (run --stats).
+					out, err := exec.Command(daemonBinary(b), "status", "--control", d.Control).CombinedOutput()
+					if err != nil {
+						b.Fatalf("tpm-u2f status: %v\n%s", err, out)
+					}
+					fmt.Fprintf(os.Stdout, "    %s, tpm-u2f status:\n%s", be.name, out)
 				}
 			})
 		})
