@@ -153,12 +153,12 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 	d := sha256.Sum256(append(append([]byte(nil), authData...), cdh...))
 	var sig []byte
 	var recorded func() error
+	if flags&ctap2.FlagUP != 0 {
+		// Recorded while the TPM loads the key and signs, durable before
+		// the response leaves (recordWhileSigning).
+		recorded = a.recordWhileSigning(assertionKey(rpHash, cdh, c.ID, true))
+	}
 	err = a.keys.UseCredential(c.ID, rpHash, func(k crypto.Signer) (err error) {
-		if flags&ctap2.FlagUP != 0 {
-			// Recorded while the TPM signs, durable before the response
-			// leaves (recordWhileSigning).
-			recorded = a.recordWhileSigning(assertionKey(rpHash, cdh, c.ID, true))
-		}
 		sig, err = k.Sign(rand.Reader, d[:], crypto.SHA256)
 		return err
 	})

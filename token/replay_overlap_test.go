@@ -22,6 +22,7 @@ type overlapProbe struct {
 	recordStarted chan struct{} // closed when Record begins
 	signed        chan struct{} // closed when Sign returns
 	overlapped    atomic.Bool   // Sign saw Record begin before it returned
+	beforeLoad    atomic.Bool   // Record began before the key was loaded
 	durable       atomic.Bool   // Record returned
 	recordErr     error
 }
@@ -29,6 +30,7 @@ type overlapProbe struct {
 func (p *overlapProbe) arm() {
 	p.recordStarted, p.signed = make(chan struct{}), make(chan struct{})
 	p.overlapped.Store(false)
+	p.beforeLoad.Store(false)
 	p.durable.Store(false)
 }
 
@@ -54,6 +56,11 @@ type probeKeys struct {
 }
 
 func (k probeKeys) UseCredential(id []byte, rp [32]byte, fn func(crypto.Signer) error) error {
+	select {
+	case <-k.p.recordStarted:
+		k.p.beforeLoad.Store(true)
+	case <-time.After(time.Second): // the record waits for the loaded key
+	}
 	return k.Keys.UseCredential(id, rp, func(s crypto.Signer) error { return fn(probeSigner{s, k.p}) })
 }
 
@@ -73,8 +80,9 @@ func (s probeSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, e
 }
 
 // TestReplayRecordOverlapsTheSignature: the replay store's write and fsync
-// run while the TPM signs (issue 17), and still no response leaves before
-// the record is durable, nor at all when recording fails.
+// run while the TPM loads the key and signs (issue 17), and still no
+// response leaves before the record is durable, nor at all when recording
+// fails.
 func TestReplayRecordOverlapsTheSignature(t *testing.T) {
 	p := &overlapProbe{memoryReplay: memoryReplay{seen: map[[32]byte]bool{}}}
 	a := token.New(token.Config{Keys: probeKeys{token.TPMKeys{Engine: tpmtestSimulatorEngine(t)}, p}, Presence: presence.Always{}, Replay: p})
@@ -108,6 +116,9 @@ func TestReplayRecordOverlapsTheSignature(t *testing.T) {
 		}
 		if !p.overlapped.Load() {
 			t.Errorf("%s: the replay record began only after the signature", op.name)
+		}
+		if !p.beforeLoad.Load() {
+			t.Errorf("%s: with presence settled, the replay record did not overlap the key's load", op.name)
 		}
 		if !p.durable.Load() {
 			t.Errorf("%s: the response left before the replay record was durable", op.name)
