@@ -41,7 +41,7 @@ func dialUDP(addr string) (*client, error) {
 func (c *client) Close() error { return c.t.Close() }
 
 // busyRetry is how long a client waits after CHANNEL_BUSY before it sends
-// again; libfido2 and python-fido2 wait about as long.
+// again, as token.TestConcurrentChannelsUDP's clients do.
 const busyRetry = time.Millisecond
 
 // retry runs op until it ends with anything but CHANNEL_BUSY: CTAPHID

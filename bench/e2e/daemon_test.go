@@ -202,12 +202,25 @@ func (d *daemon) stop() error {
 // rssKiB is the daemon's resident set (VmRSS) in KiB.
 func (d *daemon) rssKiB(tb testing.TB) int {
 	tb.Helper()
+	return d.status(tb, "VmRSS:")
+}
+
+// anonKiB is the anonymous part of the resident set (RssAnon: heap,
+// stacks), in KiB: VmRSS also counts the executable's mapped pages,
+// which differ between builds of the same code by a MiB or two.
+func (d *daemon) anonKiB(tb testing.TB) int {
+	tb.Helper()
+	return d.status(tb, "RssAnon:")
+}
+
+func (d *daemon) status(tb testing.TB, field string) int {
+	tb.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			if err != nil {
 				tb.Fatal(err)
@@ -215,6 +228,6 @@ func (d *daemon) rssKiB(tb testing.TB) int {
 			return n
 		}
 	}
-	tb.Fatal("no VmRSS in /proc/PID/status")
+	tb.Fatalf("no %s in /proc/PID/status", field)
 	return 0
 }

@@ -18,7 +18,7 @@ import (
 // own UDP socket and CTAPHID channel, 100 U2F authentications each against
 // the real daemon, every signature verified afterwards; 0 errors or it
 // fails. A client whose request arrives while another's transaction runs
-// is answered CHANNEL_BUSY and retries after 1 ms, as libfido2 does, so
+// is answered CHANNEL_BUSY and retries after 1 ms (busyRetry), so
 // the tail is mostly time spent waiting for a turn: it prints how much.
 // Also the daemon's ready time (process start to the first answered
 // PING) and resident memory: idle after start, after the load, and with
@@ -30,7 +30,7 @@ func BenchmarkE2ELoad(b *testing.B) {
 	for _, be := range backends {
 		b.Run(be.name, func(b *testing.B) {
 			d := startDaemon(b, be.daemonTPM(b))
-			idleRSS := d.rssKiB(b)
+			idleRSS, idleAnon := d.rssKiB(b), d.anonKiB(b)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			setup, err := dialUDP(d.Addr)
@@ -139,18 +139,18 @@ func BenchmarkE2ELoad(b *testing.B) {
 						float64(busy)/float64(n), 100*float64(tailTurn)/float64(tailLat), 100*float64(tailWait)/float64(tailLat))
 				}
 			})
-			loadRSS := d.rssKiB(b)
+			loadRSS, loadAnon := d.rssKiB(b), d.anonKiB(b)
 			for i := range 100 {
 				if _, _, err := setup.makeCredential(ctx, "load.example", []byte(fmt.Sprintf("user %03d", i)), true); err != nil {
 					b.Fatal(err)
 				}
 			}
-			credRSS := d.rssKiB(b)
+			credRSS, credAnon := d.rssKiB(b), d.anonKiB(b)
 			b.ReportMetric(ms(d.Ready), "ready-ms")
 			b.ReportMetric(float64(idleRSS)/1024, "idle-rss-MiB")
 			b.ReportMetric(float64(credRSS)/1024, "rss-100-passkeys-MiB")
-			fmt.Fprintf(os.Stdout, "    %s: ready %.0f ms after start (first answered PING); VmRSS idle %.1f MiB, after the load %.1f MiB, with 100 discoverable credentials %.1f MiB\n",
-				be.name, ms(d.Ready), float64(idleRSS)/1024, float64(loadRSS)/1024, float64(credRSS)/1024)
+			fmt.Fprintf(os.Stdout, "    %s: ready %.0f ms after start (first answered PING); VmRSS (of it RssAnon) idle %.1f (%.1f) MiB, after the load %.1f (%.1f) MiB, with 100 discoverable credentials %.1f (%.1f) MiB\n",
+				be.name, ms(d.Ready), float64(idleRSS)/1024, float64(idleAnon)/1024, float64(loadRSS)/1024, float64(loadAnon)/1024, float64(credRSS)/1024, float64(credAnon)/1024)
 		})
 	}
 }
