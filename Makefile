@@ -36,6 +36,8 @@ lint:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./tpm/... ./token/... ./replay/...
+	# The daemon binary as a client sees it (bench/e2e): (request - PING) / bare TPM work.
+	$(GO) test -run '^$$' -bench . -benchtime 200x ./bench/...
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)

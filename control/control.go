@@ -87,6 +87,9 @@ type Status struct {
 	ReplayEntries   int       `json:"replay_store_entries"`
 	PINRetries      *int      `json:"pin_retries,omitempty"` // nil when no PIN is set
 	TPMCommandStats string    `json:"tpm_commands"`
+	// OperationStats is `run --stats`' per-operation accounting, one line
+	// per operation; empty without --stats.
+	OperationStats string `json:"operation_stats,omitempty"`
 }
 
 // Handler carries out commands in the daemon.

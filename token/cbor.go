@@ -101,8 +101,12 @@ func (a *Authenticator) askUser(ctx context.Context, req presence.Request, setSt
 	if a.Locked() {
 		return ctap2.ErrOperationDenied
 	}
-	setStatus(statusUPNeeded)
-	defer setStatus(statusProcessing)
+	if !automatic(a.cfg.Presence) {
+		// Nobody is asked under --presence=always: no "touch the key"
+		// status, and no two KEEPALIVE reports per request for it.
+		setStatus(statusUPNeeded)
+		defer setStatus(statusProcessing)
+	}
 	pctx, cancel := context.WithTimeout(ctx, a.cfg.PresenceTimeout)
 	defer cancel()
 	err := a.cfg.Presence.Confirm(pctx, req)

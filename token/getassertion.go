@@ -157,20 +157,26 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 	}
 	authData := append(authenticatorData(rpHash, flags, counter), extOut...)
 	var sig []byte
+	var recorded func() error
+	if flags&ctap2.FlagUP != 0 {
+		// Recorded while the TPM loads the key and signs, durable before
+		// the response leaves (recordWhileSigning).
+		recorded = a.recordWhileSigning(assertionKey(rpHash, cdh, c.ID, true))
+	}
 	err = a.keys.UseCredential(c.ID, rpHash, func(k crypto.Signer) (err error) {
 		sig, err = signWith(k, append(append([]byte(nil), authData...), cdh...))
 		return err
 	})
+	if recorded != nil {
+		if rerr := recorded(); rerr != nil && err == nil {
+			return nil, rerr
+		}
+	}
 	if errors.Is(err, ErrUnknownCredential) {
 		return nil, ctap2.ErrNoCredentials
 	}
 	if err != nil {
 		return nil, err
-	}
-	if flags&ctap2.FlagUP != 0 {
-		if err := a.recordReplay(assertionKey(rpHash, cdh, c.ID, true)); err != nil {
-			return nil, err
-		}
 	}
 	rsp := &ctap2.GetAssertionResponse{
 		Credential: ctap2.CredentialDescriptor{Type: "public-key", ID: c.ID},

@@ -42,6 +42,14 @@ func newPresenceGate(ctx context.Context, p presence.Prompter, timeout, lifetime
 	return &presenceGate{ctx: ctx, prompter: p, timeout: timeout, lifetime: lifetime, log: log, now: time.Now}
 }
 
+// automatic reports whether p approves without asking anyone
+// (presence.Always, --presence=always): the gate and the CTAP2 wait then
+// have nothing to wait for, and a request should not pay for them.
+func automatic(p presence.Prompter) bool {
+	_, ok := p.(presence.Always)
+	return ok
+}
+
 // errPresenceRequired is the U2F "not yet": the client should poll again.
 var errPresenceRequired = errors.New("user presence required")
 
@@ -88,6 +96,14 @@ func (g *presenceGate) wouldPrompt(key [32]byte) bool {
 // pending or after a denial, and starts a prompt when none is running. It
 // waits up to grace for the answer so that a quick answer needs no poll.
 func (g *presenceGate) check(key [32]byte, req presence.Request, grace time.Duration) error {
+	if automatic(g.prompter) {
+		// Approved at once: no prompt goroutine, timer or approval to
+		// hand over (issue 17).
+		if err := g.prompter.Confirm(g.ctx, req); err != nil {
+			return errPresenceRequired
+		}
+		return nil
+	}
 	g.mu.Lock()
 	p := g.current
 	if p != nil && p.key != key {

@@ -187,7 +187,7 @@ func (a *Authenticator) authenticate(ctx context.Context, apdu *APDU) ([]byte, e
 	}
 	presenceKey := requestKey([]byte{insAuthenticate}, data)
 	ask := presence.Request{Operation: "sign in", RelyingParty: AppIDName(app)}
-	if up == 1 && a.gate.wouldPrompt(presenceKey) {
+	if up == 1 && a.gate.wouldPrompt(presenceKey) && !automatic(a.cfg.Presence) {
 		// Only the TPM can tell a tampered key handle from ours, so the
 		// key is loaded before the user is asked, and if the answer comes
 		// within the grace period the same load signs: no extra command.
@@ -224,23 +224,31 @@ func (a *Authenticator) sign(handle []byte, app [32]byte, challenge []byte, up b
 	d.Write(ctr[:])
 	d.Write(challenge)
 	var sig []byte
+	// Recorded while the TPM loads the key and signs, durable before the
+	// response leaves: a crash in between loses a response that was never
+	// sent, never lets the same request be signed twice. With the user
+	// still to be asked, only once they approved.
+	var recorded func() error
+	if approve == nil {
+		recorded = a.recordWhileSigning(replayKey)
+	}
 	err = a.keys.UseCredential(handle, app, func(k crypto.Signer) (err error) {
 		if approve != nil {
 			if err := approve(); err != nil {
 				return err
 			}
+			recorded = a.recordWhileSigning(replayKey)
 		}
 		sig, err = k.Sign(rand.Reader, d.Sum(nil), crypto.SHA256)
 		return err
 	})
+	if recorded != nil {
+		if rerr := recorded(); rerr != nil && err == nil {
+			return nil, rerr
+		}
+	}
 	if err != nil {
 		return nil, credentialErr(err)
-	}
-	// Recorded after the signature exists and before the response leaves:
-	// a crash in between loses a response that was never sent, never lets
-	// the same request be signed twice.
-	if err := a.recordReplay(replayKey); err != nil {
-		return nil, err
 	}
 	return append(append([]byte{up}, ctr[:]...), sig...), nil
 }

@@ -167,6 +167,39 @@ const (
 	pointSize    = 2 + 32 + 2 + 32
 )
 
+// publicArea is tpm2.Marshal(kt.template(binding, unique)), built by
+// patching the key type's fixed layout: go-tpm's reflection-based
+// marshalling of the template cost more than everything else a warm
+// signature does outside the TPM (bench/e2e's profile; TestPublicArea
+// checks the two agree for every key type). The authPolicy sits at
+// policyOffset in every layout, and the public key bytes end it: X and Y
+// each after a 2-byte size for ECC, the modulus after one for RSA.
+func (kt *keyType) publicArea(binding [32]byte, unique []byte) []byte {
+	layout := kt.layout()
+	out := append(make([]byte, 0, len(layout)), layout...)
+	copy(out[policyOffset:], binding[:])
+	if kt.isRSA() {
+		copy(out[len(out)-len(unique):], unique)
+		return out
+	}
+	c := kt.coord
+	copy(out[len(out)-2*c-2:], unique[:c])
+	copy(out[len(out)-c:], unique[c:])
+	return out
+}
+
+// layouts are the key types' templates marshalled with a zero binding and
+// a zero public key, made once.
+var layouts = func() map[byte][]byte {
+	m := map[byte][]byte{}
+	for i := range keyTypes {
+		m[keyTypes[i].idByte] = tpm2.Marshal(keyTypes[i].template([32]byte{}, nil))
+	}
+	return m
+}()
+
+func (kt *keyType) layout() []byte { return layouts[kt.idByte] }
+
 // parseCredentialV1 checks a version-1 credential ID against rp without
 // the TPM. Every failure is ErrForeignCredential.
 func parseCredentialV1(id []byte, rp [32]byte) (*credential, error) {
@@ -263,7 +296,7 @@ func parseCredentialV2(id []byte, rp [32]byte, idKey *[32]byte) (*credential, er
 	}
 	p, _ := policyFromByte(policy)
 	return &credential{
-		public:  tpm2.Marshal(kt.template(bindingV2(rp, policy, kt.idByte), unique)),
+		public:  kt.publicArea(bindingV2(rp, policy, kt.idByte), unique),
 		private: private,
 		kt:      kt,
 		pub:     pub,

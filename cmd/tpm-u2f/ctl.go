@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/tpm-u2f/tpm-u2f/control"
@@ -70,4 +71,10 @@ func printStatus(w io.Writer, s *control.Status) {
 	fmt.Fprintf(w, "  PIN:          %s\n", pin)
 	fmt.Fprintf(w, "  replay store: %s\n", replay)
 	fmt.Fprintf(w, "  TPM commands: %s\n", s.TPMCommandStats)
+	if s.OperationStats != "" {
+		fmt.Fprintf(w, "  operations (since start):\n")
+		for _, line := range strings.Split(s.OperationStats, "\n") {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/pin"
+	"github.com/tpm-u2f/tpm-u2f/internal/opstats"
 	"github.com/tpm-u2f/tpm-u2f/pinentry"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
@@ -32,6 +33,7 @@ type daemon struct {
 	engine *tpm.Engine
 	store  *replay.Store
 	meter  *tpm.Meter
+	ops    *opstats.Recorder // nil without --stats
 	replug func() error
 	log    *slog.Logger
 }
@@ -53,6 +55,7 @@ func (d *daemon) Status() control.Status {
 		ReplayEntries:   rs.Entries,
 		PINRetries:      d.pinRetries(),
 		TPMCommandStats: d.meter.Snapshot().String(),
+		OperationStats:  d.ops.String(),
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
 	"github.com/tpm-u2f/tpm-u2f/internal/journal"
 	"github.com/tpm-u2f/tpm-u2f/internal/sdnotify"
+	"github.com/tpm-u2f/tpm-u2f/internal/opstats"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -82,7 +83,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.prompt, "prompt-timeout", 30*time.Second, "how long the desktop prompt waits for Allow or Deny")
 	fs.StringVar(&f.pinentry, "pinentry", "pinentry", "the pinentry program that asks for the PIN when the key is unlocked from the tray or `tpm-u2f unlock` and a PIN is set")
 	fs.DurationVar(&f.window, "replay-window", 10*time.Minute, "refuse to sign the same request again within this time")
-	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times on SIGUSR1 and at exit")
+	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times, and per operation where its time went (TPM, replay store, presence, the rest: p50/p95/p99), on SIGUSR1 and at exit; tpm-u2f status shows them too")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.hidName, "hid-name", "tpm-u2f security key", "USB product name the host sees")
 	fs.UintVar(&f.vendor, "hid-vendor", 0x15d9, "USB vendor ID the host sees")
@@ -120,6 +121,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	ctx, quit := context.WithCancel(ctx) // the tray's Quit
 	defer quit()
+	defer startProfiles(log)() // developers only: TPM_U2F_CPUPROFILE, TPM_U2F_TRACE
 	if os.Getenv("TPM_U2F_TEST_CRASH_AFTER_RECORD") != "" {
 		// Crash trials only: die like SIGKILL after a signature's replay
 		// record is on disk and before its response is sent.
@@ -155,7 +157,11 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return err
 	}
 	defer t.Close()
-	meter := tpm.NewMeter(t)
+	var ops *opstats.Recorder // per-operation times with --stats (nil: off)
+	if f.stats {
+		ops = opstats.New()
+	}
+	meter := tpm.NewMeter(ops.TPM(t))
 	if backend.Volatile {
 		log.Warn("TPM is the embedded simulator: its state lives in this process only; every credential made now is lost at exit", "tpm", f.tpm)
 	}
@@ -183,8 +189,12 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return fmt.Errorf("save identity: %w", err)
 	}
 	if f.stats {
-		defer func() { log.Info("tpm command stats", "commands", meter.Snapshot().String()) }()
-		go onSignal(ctx, syscall.SIGUSR1, func() { log.Info("tpm command stats", "commands", meter.Snapshot().String()) })
+		logStats := func() {
+			log.Info("tpm command stats", "commands", meter.Snapshot().String())
+			log.Info("operation stats since start", "operations", ops.String())
+		}
+		defer logStats()
+		go onSignal(ctx, syscall.SIGUSR1, logStats)
 	}
 
 	store, err := replay.Open(filepath.Join(f.state, "replay.log"), replay.Options{Window: f.window, Logger: log})
@@ -203,7 +213,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	defer creds.Close()
 
 	reset := func() error { return resetAll(f.state, backend, engine, creds, persist) }
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: ops.Prompter(prompter), Replay: ops.Replay(store), Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 
@@ -236,7 +246,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		go lockWhenIdle(ctx, auth, f.lockAfter)
 	}
 	manual := presence.NewManual(f.prompt)
-	d := &daemon{f: f, quit: quit, ask: prompter, manual: manual, auth: auth, engine: engine, store: store, meter: meter, replug: replugDevice, creds: creds, reset: reset, log: log}
+	d := &daemon{f: f, quit: quit, ask: prompter, manual: manual, auth: auth, engine: engine, store: store, meter: meter, ops: ops, replug: replugDevice, creds: creds, reset: reset, log: log}
 	// Any process of the user can send SIGHUP: it re-plugs as the control
 	// socket's replug does.
 	go onSignal(ctx, syscall.SIGHUP, func() {
@@ -267,7 +277,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	} else {
 		log.Info("--ctap2=false: U2F only")
 	}
-	srv := ctaphid.NewServer(tr, auth, ctaphid.Options{
+	srv := ctaphid.NewServer(tr, ops.Handler(auth), ctaphid.Options{
 		Capabilities:  caps,
 		DeviceVersion: [3]byte{0, 1, 0},
 		Logger:        log,

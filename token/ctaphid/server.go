@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,7 +40,14 @@ type Server struct {
 	opt Options
 	log *slog.Logger
 
-	// The fields below belong to the Serve goroutine.
+	// reading is when the report the reader holds arrived (unix nanos),
+	// while it waits for mu; 0 when it holds none.
+	reading atomic.Int64
+
+	// mu guards the fields below. The reader goroutine holds it while it
+	// handles a report, a handler's goroutine while it sends its
+	// response, Serve while it sends a KEEPALIVE or times a message out.
+	mu       sync.Mutex
 	channels map[uint32]time.Time // allocated channels, by last use
 	nextCID  uint32
 	assembly *message  // a message being reassembled: the open transaction
@@ -55,7 +63,7 @@ type request struct {
 	cmd    byte
 	peer   any
 	cancel context.CancelFunc
-	done   chan []byte
+	done   chan struct{} // closed once the handler returned and its response went
 	// abandoned is set when INIT resynchronised the channel: the host no
 	// longer waits for this answer.
 	abandoned bool
@@ -83,32 +91,36 @@ func NewServer(t Transport, h Handler, opt Options) *Server {
 	return &Server{t: t, h: h, opt: opt, log: opt.Logger, channels: make(map[uint32]time.Time), nextCID: binary.BigEndian.Uint32(b[:])}
 }
 
-type incoming struct {
-	r   Report
-	err error
-	at  time.Time // when the report was read: the inter-packet timeout counts from arrival, not from when the loop got to it
-}
-
 // Serve answers reports until ctx is done or the transport fails. It owns
 // the transport from then on and closes it before returning, and it waits
 // for a running handler (whose context it cancels), so no goroutine of
 // its outlives it. It returns nil when ctx ended or the transport was
 // closed.
 func (s *Server) Serve(ctx context.Context) error {
-	reports := make(chan incoming)
+	// The reader goroutine handles each report itself, under mu, rather
+	// than handing it to this loop: a hand-off per report, and another per
+	// response, were most of the time the daemon added to a request
+	// outside the TPM on a busy machine (issue 17, bench/e2e).
 	readerDone := make(chan struct{})
+	var result error // set by the reader before readerDone closes
 	go func() {
 		defer close(readerDone)
 		for {
 			r, err := s.t.ReadReport()
-			select {
-			case reports <- incoming{r, err, time.Now()}:
-			case <-ctx.Done():
-				return
-			}
 			if err != nil {
+				if !errors.Is(err, errClosed) && ctx.Err() == nil {
+					result = err
+				}
 				return
 			}
+			at := time.Now()
+			s.reading.Store(at.UnixNano())
+			s.mu.Lock()
+			s.reading.Store(0)
+			if ctx.Err() == nil {
+				s.handleReport(ctx, r, at)
+			}
+			s.mu.Unlock()
 		}
 	}()
 	keepalive := time.NewTicker(s.opt.KeepaliveInterval)
@@ -116,75 +128,44 @@ func (s *Server) Serve(ctx context.Context) error {
 	timeout := time.NewTicker(s.opt.MessageTimeout / 4)
 	defer timeout.Stop()
 
-	var result error
 loop:
 	for {
-		var done chan []byte
-		if s.running != nil {
-			done = s.running.done
-		}
 		select {
 		case <-ctx.Done():
 			break loop
-		case in := <-reports:
-			if s.take(ctx, in, &result) {
-				break loop
-			}
-		case rsp := <-done:
-			req := s.running
-			s.running = nil
-			if !req.abandoned {
-				s.send(req.cid, req.cmd, rsp, req.peer)
-			}
+		case <-readerDone:
+			break loop
 		case <-keepalive.C:
+			s.mu.Lock()
 			if r := s.running; r != nil {
 				r.mu.Lock()
 				st := r.status
 				r.mu.Unlock()
 				s.send(r.cid, CmdKeepalive, []byte{st}, r.peer)
 			}
+			s.mu.Unlock()
 		case <-timeout.C:
-			// Reports that arrived in time but wait for the loop must not
-			// lose the race against the tick: take them first.
-			drained := false
-			for !drained {
-				select {
-				case in := <-reports:
-					if s.take(ctx, in, &result) {
-						break loop
-					}
-				default:
-					drained = true
-				}
-			}
-			if s.assembly != nil && time.Since(s.asmLast) > s.opt.MessageTimeout {
+			s.mu.Lock()
+			// A report that arrived in time but waits for mu must not lose
+			// the race against the tick: the next tick decides.
+			if s.assembly != nil && s.reading.Load() == 0 && time.Since(s.asmLast) > s.opt.MessageTimeout {
 				s.log.Info("ctaphid: message timeout", "cid", s.assembly.cid, "have", len(s.assembly.payload), "want", s.assembly.want)
 				s.sendError(s.assembly.cid, ErrMsgTimeout, s.asmPeer)
 				s.assembly = nil
 			}
+			s.mu.Unlock()
 		}
 	}
-	if r := s.running; r != nil {
+	s.mu.Lock()
+	r := s.running
+	s.mu.Unlock()
+	if r != nil {
 		r.cancel()
 		<-r.done
-		s.running = nil
 	}
 	s.t.Close()
 	<-readerDone
 	return result
-}
-
-// take handles one incoming report and says whether Serve must stop: the
-// transport failed (the error goes to *result) or was closed.
-func (s *Server) take(ctx context.Context, in incoming, result *error) bool {
-	if in.err != nil {
-		if !errors.Is(in.err, errClosed) {
-			*result = in.err
-		}
-		return true
-	}
-	s.handleReport(ctx, in.r, in.at)
-	return false
 }
 
 func (s *Server) handleReport(ctx context.Context, r Report, at time.Time) {
@@ -414,22 +395,38 @@ func (s *Server) dispatch(ctx context.Context, m *message, peer any) {
 // goes on answering INIT, PING and busy errors while the user is asked.
 func (s *Server) run(ctx context.Context, m *message, peer any) {
 	hctx, cancel := context.WithCancel(ctx)
-	req := &request{cid: m.cid, cmd: m.cmd, peer: peer, cancel: cancel, done: make(chan []byte, 1), status: StatusProcessing}
+	req := &request{cid: m.cid, cmd: m.cmd, peer: peer, cancel: cancel, done: make(chan struct{}), status: StatusProcessing}
 	s.running = req
 	setStatus := func(st byte) {
 		req.mu.Lock()
+		changed := req.status != st
 		req.status = st
 		req.mu.Unlock()
-		// Sent at once, from the handler's goroutine: writes of whole
-		// reports are atomic on every transport we have.
-		if hctx.Err() == nil {
+		// Sent at once when the status changes, from the handler's
+		// goroutine: writes of whole reports are atomic on every transport
+		// we have. An unchanged status waits for the periodic KEEPALIVE:
+		// a report per request that tells the client nothing new costs a
+		// write here and a read there (issue 17).
+		if changed && hctx.Err() == nil {
 			s.send(req.cid, CmdKeepalive, []byte{st}, req.peer)
 		}
 	}
 	payload := m.payload
 	go func() {
 		defer cancel()
-		req.done <- s.h.Handle(hctx, Request{Channel: m.cid, Command: m.cmd, Payload: payload, SetStatus: setStatus})
+		rsp := s.h.Handle(hctx, Request{Channel: m.cid, Command: m.cmd, Payload: payload, SetStatus: setStatus})
+		// Answered from here, and the transaction ended in the same
+		// critical section, so the client's next request never finds
+		// the channel busy.
+		s.mu.Lock()
+		if s.running == req {
+			s.running = nil
+			if !req.abandoned {
+				s.send(req.cid, req.cmd, rsp, req.peer)
+			}
+		}
+		s.mu.Unlock()
+		close(req.done)
 	}()
 }
 

@@ -55,7 +55,8 @@ type Request struct {
 	Payload []byte
 	// SetStatus changes the status carried by the KEEPALIVE reports the
 	// server sends every 100 ms while the request runs, and sends one at
-	// once. It is safe to call from any goroutine until Handle returns.
+	// once when the status changed. It is safe to call from any goroutine
+	// until Handle returns.
 	SetStatus func(status byte)
 }
 
