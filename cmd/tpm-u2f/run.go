@@ -21,6 +21,7 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/control"
 	"github.com/tpm-u2f/tpm-u2f/credstore"
 	"github.com/tpm-u2f/tpm-u2f/internal/atomicfile"
+	"github.com/tpm-u2f/tpm-u2f/largeblob"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -178,8 +179,12 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer creds.Close()
 
-	reset := func() error { return resetAll(f.state, backend, engine, creds, persist) }
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
+	blobs, err := openLargeBlobs(f.state, backend, log)
+	if err != nil {
+		return err
+	}
+	reset := func() error { return resetAll(f.state, backend, engine, creds, blobs, persist) }
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, LargeBlobs: blobs, Logger: log,
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 
@@ -335,13 +340,20 @@ var resetStep = func(string) error { return nil }
 // a crash between the two leaves an empty store under the old key file,
 // which no longer unseals and is moved aside at the next start; the other
 // order would leave old entries under a key they do not decrypt with.
-func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, persist func(tpm.Identity) error) error {
+// The large-blob array is emptied right after the commit: its entries are
+// sealed to largeBlobKeys the new identity no longer derives.
+func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, blobs *largeblob.Store, persist func(tpm.Identity) error) error {
 	newID, err := e.Reset()
 	if err != nil {
 		return err
 	}
 	if err := persist(newID); err != nil {
 		return err
+	}
+	if blobs != nil {
+		if err := blobs.Reset(); err != nil {
+			return err
+		}
 	}
 	if err := resetStep("identity"); err != nil {
 		return err
