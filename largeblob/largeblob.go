@@ -8,6 +8,12 @@
 // checks is the array's integrity, its trailing LEFT(SHA-256(array), 16):
 // a write is committed only when that verifies, and a file whose check
 // fails is never served (the initial value is, and the caller is told).
+//
+// The file is the array behind a 32-byte owner tag naming the identity it
+// belongs to (the caller derives it from the TPM identity, which a reset
+// replaces). An array of another owner, left by a reset that stopped
+// before emptying it or restored from a backup, is emptied when opened:
+// a reset empties the array even across a crash.
 package largeblob
 
 import (
@@ -40,7 +46,13 @@ var (
 	ErrIntegrity = errors.New("largeblob: array fails its integrity check")
 	// ErrTooLarge: more than the store's maximum.
 	ErrTooLarge = errors.New("largeblob: array larger than the maximum")
+	// ErrOtherOwner: the file held another identity's array; it was
+	// emptied.
+	ErrOtherOwner = errors.New("largeblob: the stored array belonged to an earlier identity; emptied")
 )
+
+// OwnerSize is the length of the owner tag.
+const OwnerSize = 32
 
 // Initial is the array an authenticator starts with, and returns to at
 // reset: the empty CBOR array 0x80 and LEFT(SHA-256(0x80), 16).
@@ -62,21 +74,27 @@ func Valid(b []byte) bool {
 // Store is the large-blob array of one installation. Safe for concurrent
 // use.
 type Store struct {
-	mu   sync.Mutex
-	path string // "" keeps the array in memory only
-	max  int
-	data []byte
+	mu    sync.Mutex
+	path  string // "" keeps the array in memory only
+	max   int
+	owner []byte
+	data  []byte
 }
 
-// Open reads the array at path (the initial value if there is no file).
-// A file that fails its integrity check yields a Store holding the
-// initial value and ErrDamaged: the caller logs it; the file is replaced
-// by the next write or reset. An empty path keeps the array in memory.
-func Open(path string, max int) (*Store, error) {
+// Open reads the array at path (the initial value if there is no file)
+// for owner. A file that fails its integrity check yields a Store holding
+// the initial value and ErrDamaged: the caller logs it; the file is
+// replaced by the next write or reset. A file of another owner is emptied
+// now (ErrOtherOwner, with a usable Store). An empty path keeps the array
+// in memory.
+func Open(path string, max int, owner []byte) (*Store, error) {
 	if max < MinMaxSize {
 		return nil, fmt.Errorf("largeblob: maximum %d below the spec's %d", max, MinMaxSize)
 	}
-	s := &Store{path: path, max: max, data: Initial()}
+	if len(owner) != OwnerSize {
+		return nil, fmt.Errorf("largeblob: owner tag of %d bytes", len(owner))
+	}
+	s := &Store{path: path, max: max, owner: bytes.Clone(owner), data: Initial()}
 	if path == "" {
 		return s, nil
 	}
@@ -87,10 +105,16 @@ func Open(path string, max int) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > max || !Valid(b) {
+	if len(b) < OwnerSize || len(b)-OwnerSize > max || !Valid(b[OwnerSize:]) {
 		return s, ErrDamaged
 	}
-	s.data = b
+	if !bytes.Equal(b[:OwnerSize], owner) {
+		if err := s.Reset(owner); err != nil {
+			return nil, err
+		}
+		return s, ErrOtherOwner
+	}
+	s.data = b[OwnerSize:]
 	return s, nil
 }
 
@@ -121,14 +145,26 @@ func (s *Store) Write(b []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.writeLocked(s.owner, b)
+}
+
+func (s *Store) writeLocked(owner, b []byte) error {
 	if s.path != "" {
-		if err := atomicfile.Write(s.path, b); err != nil {
+		if err := atomicfile.Write(s.path, append(bytes.Clone(owner), b...)); err != nil {
 			return err
 		}
 	}
-	s.data = bytes.Clone(b)
+	s.owner, s.data = bytes.Clone(owner), bytes.Clone(b)
 	return nil
 }
 
-// Reset empties the array (authenticatorReset).
-func (s *Store) Reset() error { return s.Write(Initial()) }
+// Reset empties the array and gives it to owner, the identity a reset
+// made (authenticatorReset).
+func (s *Store) Reset(owner []byte) error {
+	if len(owner) != OwnerSize {
+		return fmt.Errorf("largeblob: owner tag of %d bytes", len(owner))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writeLocked(owner, Initial())
+}

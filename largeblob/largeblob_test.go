@@ -23,7 +23,7 @@ func TestInitialValue(t *testing.T) {
 	if got := largeblob.Initial(); !bytes.Equal(got, want) {
 		t.Fatalf("initial array %x, want %x", got, want)
 	}
-	s, err := largeblob.Open(filepath.Join(t.TempDir(), "largeblobs"), largeblob.DefaultMaxSize)
+	s, err := largeblob.Open(filepath.Join(t.TempDir(), "largeblobs"), largeblob.DefaultMaxSize, ownerA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestInitialValue(t *testing.T) {
 
 func TestWriteIsDurablePrivateAndChecked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "largeblobs")
-	s, err := largeblob.Open(path, largeblob.DefaultMaxSize)
+	s, err := largeblob.Open(path, largeblob.DefaultMaxSize, ownerA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestWriteIsDurablePrivateAndChecked(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("file: %v, %v", st, err)
 	}
-	again, err := largeblob.Open(path, largeblob.DefaultMaxSize)
+	again, err := largeblob.Open(path, largeblob.DefaultMaxSize, ownerA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,20 +75,48 @@ func TestWriteIsDurablePrivateAndChecked(t *testing.T) {
 		t.Fatal("a refused write changed the array")
 	}
 	// A damaged file is never served.
-	if err := os.WriteFile(path, bad, 0o600); err != nil {
+	if err := os.WriteFile(path, append(bytes.Clone(ownerA), bad...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	damaged, err := largeblob.Open(path, largeblob.DefaultMaxSize)
+	damaged, err := largeblob.Open(path, largeblob.DefaultMaxSize, ownerA)
 	if !errors.Is(err, largeblob.ErrDamaged) {
 		t.Fatalf("damaged file: %v", err)
 	}
 	if got, _ := damaged.Read(0, 4096); !bytes.Equal(got, largeblob.Initial()) {
 		t.Fatal("a damaged file's array was served")
 	}
-	if err := s.Reset(); err != nil {
+	if err := s.Reset(ownerB); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(path); !bytes.Equal(b, largeblob.Initial()) {
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, append(bytes.Clone(ownerB), largeblob.Initial()...)) {
 		t.Fatalf("after reset the file holds %x", b)
 	}
 }
+
+// An array of another owner (a reset stopped before emptying it, or a
+// file restored from before a reset) is emptied when opened.
+func TestOtherOwnersArrayEmptied(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "largeblobs")
+	s, err := largeblob.Open(path, largeblob.DefaultMaxSize, ownerA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(withHash([]byte{0x81, 0x41, 9})); err != nil {
+		t.Fatal(err)
+	}
+	other, err := largeblob.Open(path, largeblob.DefaultMaxSize, ownerB)
+	if !errors.Is(err, largeblob.ErrOtherOwner) {
+		t.Fatalf("another owner's file: %v", err)
+	}
+	if got, _ := other.Read(0, 4096); !bytes.Equal(got, largeblob.Initial()) {
+		t.Fatalf("another owner's array served: %x", got)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, append(bytes.Clone(ownerB), largeblob.Initial()...)) {
+		t.Fatalf("the file was not emptied: %x", b)
+	}
+}
+
+var (
+	ownerA = bytes.Repeat([]byte{0xa}, largeblob.OwnerSize)
+	ownerB = bytes.Repeat([]byte{0xb}, largeblob.OwnerSize)
+)

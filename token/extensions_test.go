@@ -29,7 +29,7 @@ func extToken(t *testing.T) (*token.Authenticator, string) {
 	}
 	t.Cleanup(func() { store.Close() })
 	path := filepath.Join(dir, "largeblobs")
-	blobs, err := largeblob.Open(path, largeblob.DefaultMaxSize)
+	blobs, err := largeblob.Open(path, largeblob.DefaultMaxSize, bytes.Repeat([]byte{1}, largeblob.OwnerSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestLargeBlobs(t *testing.T) {
 		t.Fatalf("write with lbw: %v", st)
 	}
 	// Durable: a new store on the same file reads the array back.
-	again, err := largeblob.Open(path, largeblob.DefaultMaxSize)
+	again, err := largeblob.Open(path, largeblob.DefaultMaxSize, bytes.Repeat([]byte{1}, largeblob.OwnerSize))
 	if err != nil {
 		t.Fatal(err)
 	}

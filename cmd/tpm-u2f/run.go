@@ -179,7 +179,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer creds.Close()
 
-	blobs, err := openLargeBlobs(f.state, backend, log)
+	blobs, err := openLargeBlobs(f.state, backend, id, log)
 	if err != nil {
 		return err
 	}
@@ -340,8 +340,9 @@ var resetStep = func(string) error { return nil }
 // a crash between the two leaves an empty store under the old key file,
 // which no longer unseals and is moved aside at the next start; the other
 // order would leave old entries under a key they do not decrypt with.
-// The large-blob array is emptied right after the commit: its entries are
-// sealed to largeBlobKeys the new identity no longer derives.
+// The large-blob array is emptied right after the commit (its entries are
+// sealed to largeBlobKeys the new identity no longer derives); if that
+// does not happen, the next start empties it (openLargeBlobs).
 func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, blobs *largeblob.Store, persist func(tpm.Identity) error) error {
 	newID, err := e.Reset()
 	if err != nil {
@@ -350,13 +351,13 @@ func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, 
 	if err := persist(newID); err != nil {
 		return err
 	}
-	if blobs != nil {
-		if err := blobs.Reset(); err != nil {
-			return err
-		}
-	}
 	if err := resetStep("identity"); err != nil {
 		return err
+	}
+	if blobs != nil {
+		if err := blobs.Reset(largeBlobOwner(newID)); err != nil {
+			return err
+		}
 	}
 	secret, blob, err := e.Seal()
 	if err != nil {
