@@ -411,3 +411,25 @@ func TestMinPinLengthExtensionForUnlistedRP(t *testing.T) {
 		t.Fatalf("%v %v", r.st, r.exts)
 	}
 }
+
+// Credential management's enumerateCredentials carries the largeBlobKey
+// (CTAP 2.1 section 6.8.3), the one makeCredential gave.
+func TestCredentialManagementListsLargeBlobKey(t *testing.T) {
+	a, _ := extToken(t)
+	r := mc(t, a, "example.org", map[int]any{6: map[string]any{"largeBlobKey": true}, 7: rkOn})
+	if r.st != ctap2.OK {
+		t.Fatal(r.st)
+	}
+	p := newPlatform(t, a, 2)
+	if st := p.setPIN(padded("1234")); st != ctap2.OK {
+		t.Fatal(st)
+	}
+	if st := p.getToken("1234", ctap2.PermCredMgmt, ""); st != ctap2.OK {
+		t.Fatal(st)
+	}
+	rp := sha256.Sum256([]byte("example.org"))
+	st, rsp := p.credMgmt(ctap2.CredMgmtEnumerateCredsBegin, map[int]any{1: rp[:]})
+	if st != ctap2.OK || !bytes.Equal(rsp.LargeBlobKey, r.rsp.LargeBlobKey) {
+		t.Fatalf("enumerateCredentials: %v largeBlobKey %x, want %x", st, rsp.LargeBlobKey, r.rsp.LargeBlobKey)
+	}
+}
