@@ -24,11 +24,14 @@ func (a *Authenticator) info() ctap2.Info {
 		FirmwareVersion:          1,
 		AttestationFormats:       attestationFormats,
 	}
-	// Versions: never FIDO_2_2 (CTAP 2.2 section 6.4 forbids listing it).
-	// FIDO_2_3 is not listed yet: CTAP 2.3 adds requirements this token
-	// does not meet in full (the persistent read-only credential
-	// management token, pcmr, and getInfo's authenticatorConfigCommands,
-	// section 6.4), and a version is claimed only when all of it is done.
+	// Versions: never FIDO_2_2 (the brief and CTAP 2.2's getInfo text: 2.2
+	// authenticators report FIDO_2_1). FIDO_2_3 is not listed: CTAP 2.3
+	// (section 6.4) adds what this token does not do yet, among it the
+	// persistent read-only credential management token (pcmr) and getInfo's
+	// authenticatorConfigCommands, and the spec's list of what a 2.3
+	// authenticator must do has not been checked item by item here. What
+	// is met of 2.2/2.3 so far: hmac-secret-mc, thirdPartyPayment,
+	// attestationFormats and attestationFormatsPreference.
 	if a.cfg.Resident != nil {
 		// Exactly what is implemented: credProtect (CTAP 2.1 section 12.1),
 		// credBlob (12.2), thirdPartyPayment (CTAP 2.2); hmac-secret (12.5)
