@@ -363,8 +363,8 @@ func TestThirdPartyPayment(t *testing.T) {
 	a, _ := extToken(t)
 	pay := mc(t, a, "shop.example", map[int]any{6: map[string]any{"thirdPartyPayment": true}})
 	plain := mc(t, a, "shop.example", nil)
-	if pay.st != ctap2.OK || plain.st != ctap2.OK {
-		t.Fatal(pay.st, plain.st)
+	if pay.st != ctap2.OK || plain.st != ctap2.OK || pay.exts["thirdPartyPayment"] != true || plain.exts["thirdPartyPayment"] != nil {
+		t.Fatal(pay.st, plain.st, pay.exts, plain.exts)
 	}
 	ask := map[string]any{"thirdPartyPayment": true}
 	if g := ga(t, a, "shop.example", pay.id, ask); g.st != ctap2.OK || g.exts["thirdPartyPayment"] != true {

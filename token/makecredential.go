@@ -105,6 +105,12 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		}
 		exts["credBlob"] = stored
 	}
+	if more.thirdPartyPayment {
+		// CTAP 2.2's thirdPartyPayment: the flag goes into the credential
+		// ID's policy below; the output says it was set, as a YubiKey 5.8
+		// (Yubico's SDK reads it from authData) and pico-fido answer.
+		exts["thirdPartyPayment"] = true
+	}
 	if more.minPinLength {
 		if n, listed := a.minPINLengthFor(req.RP.ID); listed {
 			exts["minPinLength"] = n

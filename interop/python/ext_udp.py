@@ -64,6 +64,7 @@ def main():
     ext = att.auth_data.extensions or {}
     check("credBlob stored (true)", ext.get("credBlob") is True, str(ext))
     check("hmac-secret true", ext.get("hmac-secret") is True, str(ext))
+    check("thirdPartyPayment true at registration", ext.get("thirdPartyPayment") is True, str(ext))
     key = att.large_blob_key
     check("largeBlobKey: 32 bytes", key is not None and len(key) == 32)
     pub = att.auth_data.credential_data.public_key
