@@ -10,7 +10,7 @@ BIN       := bin/tpm-u2f
 FUZZTIME  ?= 10s
 CRASH_TRIALS ?= 300
 # Packages with goroutines of their own run under the race detector.
-RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/... ./uv/...
+RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/... ./uv/... ./largeblob/... ./bench/...
 
 .PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability corpus
 

@@ -42,6 +42,9 @@ type Credential struct {
 	CredProtect uint8     `cbor:"6,keyasint,omitempty"`
 	Created     time.Time `cbor:"7,keyasint"`
 	RPName      string    `cbor:"8,keyasint,omitempty"`
+	// CredBlob is the credBlob extension's value (CTAP 2.1 section 12.2),
+	// encrypted with the rest of the entry.
+	CredBlob []byte `cbor:"9,keyasint,omitempty"`
 }
 
 var (

@@ -191,3 +191,23 @@ func TestPruneDropsWhatCannotDecrypt(t *testing.T) {
 		t.Fatalf("second Prune = %d, %v", n, err)
 	}
 }
+
+// credBlob is kept with the entry, encrypted like the rest of it.
+func TestCredBlobStoredEncrypted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "credentials.db")
+	s := open(t, path, secret(1), 10)
+	c := cred("example.org", "u1", "alice", 1)
+	c.CredBlob = []byte("credBlob-plaintext-0123456789abc")
+	if err := s.Put(c); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s.Find(c.ID)
+	if !ok || !bytes.Equal(got.CredBlob, c.CredBlob) {
+		t.Fatalf("Find: %+v", got)
+	}
+	s.Close()
+	raw, _ := os.ReadFile(path)
+	if bytes.Contains(raw, []byte("credBlob-plaintext")) {
+		t.Error("the database file contains the credBlob in the clear")
+	}
+}

@@ -101,3 +101,20 @@ func TestPythonFido2ClientPIN(t *testing.T) {
 		t.Fatalf("daemon exit: %v", err)
 	}
 }
+
+// TestPythonFido2Extensions: python-fido2 (Ctap2, ClientPin, LargeBlobs)
+// uses credBlob, largeBlobKey with the large-blob array, hmac-secret-mc,
+// thirdPartyPayment and attestationFormatsPreference against the daemon.
+func TestPythonFido2Extensions(t *testing.T) {
+	py := pythonWithFido2(t)
+	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2")
+	host, port, _ := net.SplitHostPort(clientAddr(t, addr))
+	out, err := exec.Command(py, "python/ext_udp.py", host, port).CombinedOutput()
+	t.Logf("python-fido2:\n%s", out)
+	if err != nil || !strings.Contains(string(out), " 0 failed") {
+		t.Fatalf("python-fido2 extensions interop failed: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+}

@@ -86,6 +86,12 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 			return nil, err
 		}
 		return a.credentialManagement(req, p)
+	case ctap2.CmdLargeBlobs:
+		req, err := ctap2.DecodeLargeBlobs(params)
+		if err != nil {
+			return nil, err
+		}
+		return a.largeBlobs(req)
 	case ctap2.CmdSelection:
 		if err := a.askUser(ctx, presence.Request{Operation: "select this key"}, setStatus); err != nil {
 			return nil, err

@@ -190,7 +190,11 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 		if perms == 0 {
 			return nil, ctap2.ErrInvalidParameter
 		}
-		if perms&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredMgmt) != 0 {
+		grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
+		if a.largeBlobsOn() {
+			grantable |= ctap2.PermLargeBlobWrite
+		}
+		if perms&^grantable != 0 {
 			return nil, ctap2.ErrUnauthorizedPerm
 		}
 		rpID := ""

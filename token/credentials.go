@@ -17,6 +17,9 @@ type CredentialPolicy struct {
 	// Discoverable: a resident credential, alive only while the credential
 	// store holds it.
 	Discoverable bool
+	// ThirdPartyPayment: made with the thirdPartyPayment extension (CTAP
+	// 2.2 section 12.9).
+	ThirdPartyPayment bool
 }
 
 // credProtect levels (CTAP 2.1 section 12.1).

@@ -39,7 +39,7 @@ func (a *Authenticator) credentialManagement(req *ctap2.CredMgmtRequest, params 
 	case ctap2.CredMgmtEnumerateRPsNext:
 		return a.mgmt.next(&a.mgmt.rps, rpResponse)
 	case ctap2.CredMgmtEnumerateCredsNext:
-		return a.mgmt.next(&a.mgmt.creds, credentialResponse)
+		return a.mgmt.next(&a.mgmt.creds, a.credentialResponse)
 	case ctap2.CredMgmtGetMetadata, ctap2.CredMgmtEnumerateRPsBegin, ctap2.CredMgmtEnumerateCredsBegin,
 		ctap2.CredMgmtDelete, ctap2.CredMgmtUpdateUser:
 	default:
@@ -91,7 +91,7 @@ func (a *Authenticator) credentialManagement(req *ctap2.CredMgmtRequest, params 
 				creds = append(creds, c)
 			}
 		}
-		return a.mgmt.begin(&a.mgmt.creds, creds, credentialResponse)
+		return a.mgmt.begin(&a.mgmt.creds, creds, a.credentialResponse)
 	case ctap2.CredMgmtDelete, ctap2.CredMgmtUpdateUser:
 		if params.CredentialID == nil || params.CredentialID.ID == nil || sub == ctap2.CredMgmtUpdateUser && params.User == nil {
 			return nil, ctap2.ErrMissingParameter
@@ -140,7 +140,10 @@ func rpResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	return ctap2.Marshal(rsp)
 }
 
-func credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
+// credentialResponse answers enumerateCredentials; with large blobs on,
+// it carries the credential's largeBlobKey (CTAP 2.1 section 6.8.3, 0x0B)
+// so a platform can drop the array entries of deleted credentials.
+func (a *Authenticator) credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	rpHash := sha256.Sum256([]byte(c.RPID))
 	pub, alg, err := tpm.CredentialPublicKey(c.ID, rpHash)
 	if err != nil {
@@ -159,6 +162,11 @@ func credentialResponse(c credstore.Credential, total uint64) ([]byte, error) {
 	}
 	if total > 0 {
 		rsp.TotalCredentials = &total
+	}
+	if a.largeBlobsOn() {
+		if rsp.LargeBlobKey, err = a.cfg.Secrets.LargeBlobKey(c.ID); err != nil {
+			return nil, err
+		}
 	}
 	return ctap2.Marshal(rsp)
 }

@@ -37,6 +37,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	}
 	up := ctap2.Option(req.Options, "up", true)
 	rpHash := sha256.Sum256([]byte(req.RPID))
+	gx, err := a.parseGetAssertionExtensions(req.Extensions)
+	if err != nil {
+		return nil, err
+	}
 	hs, err := a.parseHMACSecret(req.Extensions)
 	if err != nil {
 		return nil, err
@@ -69,7 +73,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		a.presenceCollected()
 		flags |= ctap2.FlagUP
 	}
-	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1, hs)
+	rsp, err := a.assert(rpHash, req.RPID, req.ClientDataHash, flags, first, uv && len(creds) > 1, hs, gx)
 	if err != nil || len(creds) == 1 {
 		hs.zero()
 	}
@@ -80,7 +84,7 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		rsp.NumberOfCredentials = uint64(len(creds))
 		a.nextMu.Lock()
 		a.next = &nextAssertions{rpHash: rpHash, rpID: req.RPID, cdh: req.ClientDataHash, flags: flags,
-			creds: creds[1:], deadline: a.cfg.Now().Add(nextAssertionWindow), hmacSecret: hs}
+			creds: creds[1:], deadline: a.cfg.Now().Add(nextAssertionWindow), hmacSecret: hs, ext: gx}
 		a.nextMu.Unlock()
 	}
 	return ctap2.Marshal(rsp)
@@ -139,14 +143,29 @@ func assertionKey(rpHash [32]byte, cdh, id []byte, up bool) [32]byte {
 // when the user was present.
 // With names set (user verified, several accounts), the user entity
 // carries the names too, since the token has no display to choose on.
-func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential, names bool, hs *hmacSecretInput) (*ctap2.GetAssertionResponse, error) {
-	var extOut []byte
+func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags byte, c credstore.Credential, names bool, hs *hmacSecretInput, gx getAssertionExtensions) (*ctap2.GetAssertionResponse, error) {
+	exts := map[string]any{}
 	if hs != nil {
 		out, err := a.hmacSecretOutput(hs, c.ID, flags&ctap2.FlagUV != 0)
 		if err != nil {
 			return nil, err
 		}
-		if extOut, err = ctap2.Marshal(map[string]any{"hmac-secret": out}); err != nil {
+		exts["hmac-secret"] = out
+	}
+	if gx.credBlob {
+		// Section 12.2: the stored value, or an empty byte string.
+		exts["credBlob"] = append([]byte{}, c.CredBlob...)
+	}
+	if gx.thirdPartyPayment {
+		// CTAP 2.2's thirdPartyPayment: the flag the credential ID carries
+		// (bound by the TPM); a legacy ID has none.
+		p, _, err := a.keys.Inspect(c.ID, rpHash)
+		exts["thirdPartyPayment"] = err == nil && p.ThirdPartyPayment
+	}
+	var extOut []byte
+	if len(exts) > 0 {
+		var err error
+		if extOut, err = ctap2.Marshal(exts); err != nil {
 			return nil, err
 		}
 		flags |= ctap2.FlagED
@@ -183,6 +202,13 @@ func (a *Authenticator) assert(rpHash [32]byte, rpID string, cdh []byte, flags b
 		AuthData:   authData,
 		Signature:  sig,
 	}
+	if gx.largeBlobKey && c.UserID != nil {
+		// Only a stored (discoverable) credential has a largeBlobKey
+		// (section 12.3), as only one can be made with it.
+		if rsp.LargeBlobKey, err = a.cfg.Secrets.LargeBlobKey(c.ID); err != nil {
+			return nil, err
+		}
+	}
 	if c.UserID != nil {
 		// Without user verification only the user id, never the names.
 		rsp.User = &ctap2.UserEntity{ID: c.UserID}
@@ -209,6 +235,7 @@ type nextAssertions struct {
 	creds      []credstore.Credential
 	deadline   time.Time
 	hmacSecret *hmacSecretInput
+	ext        getAssertionExtensions
 }
 
 func (a *Authenticator) clearNext() {
@@ -242,7 +269,7 @@ func (a *Authenticator) getNextAssertion() ([]byte, error) {
 	n.creds = n.creds[1:]
 	n.deadline = a.cfg.Now().Add(nextAssertionWindow) // section 6.3 step 7: reset the timer
 	a.nextMu.Unlock()
-	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0, n.hmacSecret)
+	rsp, err := a.assert(n.rpHash, n.rpID, n.cdh, n.flags, c, n.flags&ctap2.FlagUV != 0, n.hmacSecret, n.ext)
 	if err != nil {
 		return nil, err
 	}

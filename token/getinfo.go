@@ -16,18 +16,41 @@ func (a *Authenticator) info() ctap2.Info {
 		Versions:                 []string{"U2F_V2", "FIDO_2_0", "FIDO_2_1"},
 		AAGUID:                   AAGUID[:],
 		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
-		MaxMsgSize:               7609,
+		MaxMsgSize:               maxMsgSize,
 		MaxCredentialCountInList: ctap2.MaxCredentialCountInList,
 		MaxCredentialIDLength:    maxCredentialIDLength,
 		Transports:               []string{"usb"},
 		Algorithms:               a.algorithms(),
 		FirmwareVersion:          1,
+		AttestationFormats:       attestationFormats,
 	}
+	// Versions: never FIDO_2_2 (the brief and CTAP 2.2's getInfo text: 2.2
+	// authenticators report FIDO_2_1). FIDO_2_3 is not listed: CTAP 2.3
+	// (section 6.4) adds what this token does not do yet, among it the
+	// persistent read-only credential management token (pcmr) and getInfo's
+	// authenticatorConfigCommands, and the spec's list of what a 2.3
+	// authenticator must do has not been checked item by item here. What
+	// is met of 2.2/2.3 so far: hmac-secret-mc, thirdPartyPayment,
+	// attestationFormats and attestationFormatsPreference.
 	if a.cfg.Resident != nil {
-		info.Extensions = []string{"credProtect"}
+		// Exactly what is implemented: credProtect (CTAP 2.1 section 12.1),
+		// credBlob (12.2), thirdPartyPayment (CTAP 2.2); hmac-secret (12.5)
+		// and hmac-secret-mc (CTAP 2.2) with a SecretDeriver; largeBlobKey
+		// (12.3) with a large-blob store; minPinLength (12.4) with a PIN.
+		info.Extensions = []string{"credProtect", "credBlob"}
+		info.MaxCredBlobLength = maxCredBlobLength
 		if a.cfg.Secrets != nil {
-			info.Extensions = append(info.Extensions, "hmac-secret")
+			info.Extensions = append(info.Extensions, "hmac-secret", "hmac-secret-mc")
 		}
+		if a.largeBlobsOn() {
+			info.Extensions = append(info.Extensions, "largeBlobKey")
+			info.Options["largeBlobs"] = true
+			info.MaxSerializedLargeBlobArray = uint64(a.cfg.LargeBlobs.MaxSize())
+		}
+		if a.cfg.PIN != nil {
+			info.Extensions = append(info.Extensions, "minPinLength")
+		}
+		info.Extensions = append(info.Extensions, "thirdPartyPayment")
 		n := uint64(a.cfg.Resident.Remaining())
 		info.RemainingDiscoverable = &n
 	}
@@ -49,6 +72,9 @@ func (a *Authenticator) info() ctap2.Info {
 	}
 	return info
 }
+
+// maxMsgSize is getInfo's maxMsgSize.
+const maxMsgSize = 7609
 
 // maxCredentialIDLength is WebAuthn's limit on credential IDs; ours stay
 // within it for every algorithm (package tpm's MaxCredentialIDLength).

@@ -14,6 +14,9 @@ import (
 // anything the credential ID carries.
 type SecretDeriver interface {
 	CredRandom(credentialID []byte, uv bool) ([]byte, error)
+	// LargeBlobKey is the credential's largeBlobKey (CTAP 2.1 section
+	// 12.3), derived the same way under another label.
+	LargeBlobKey(credentialID []byte) ([]byte, error)
 }
 
 // hmacSecretInput is getAssertion's hmac-secret extension input (CTAP 2.1
@@ -37,7 +40,14 @@ func (h *hmacSecretInput) zero() {
 // getKeyAgreement), saltAuth over saltEnc, and one or two 32-byte salts.
 // Absent, it is nil.
 func (a *Authenticator) parseHMACSecret(ext map[string]cbor.RawMessage) (*hmacSecretInput, error) {
-	raw, ok := ext["hmac-secret"]
+	return a.parseHMACSecretNamed(ext, "hmac-secret")
+}
+
+// parseHMACSecretNamed is parseHMACSecret for the input under name:
+// makeCredential's hmac-secret-mc has getAssertion's hmac-secret form
+// (CTAP 2.2, the hmac-secret-mc extension).
+func (a *Authenticator) parseHMACSecretNamed(ext map[string]cbor.RawMessage, name string) (*hmacSecretInput, error) {
+	raw, ok := ext[name]
 	if !ok || a.cfg.Secrets == nil {
 		return nil, nil
 	}

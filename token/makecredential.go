@@ -59,6 +59,11 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
+	more, err := a.parseMakeCredentialExtensions(req.Extensions, rk, hmacSecret)
+	if err != nil {
+		return nil, err
+	}
+	defer more.hmacSecretMC.zero()
 	if !ctap2.Option(req.Options, "up", true) || ctap2.Option(req.Options, "uv", false) && !uv {
 		return nil, ctap2.ErrInvalidOption
 	}
@@ -89,28 +94,54 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if hmacSecret && a.cfg.Secrets != nil {
 		exts["hmac-secret"] = true
 	}
-	var extOut []byte
-	if len(exts) > 0 {
-		flags |= ctap2.FlagED
-		if extOut, err = ctap2.Marshal(exts); err != nil {
-			return nil, err
+	// credBlob (CTAP 2.1 section 12.2): kept only with a discoverable
+	// credential (our IDs are the TPM's, with no room for it); the output
+	// says whether it was.
+	var credBlob []byte
+	if more.credBlob != nil {
+		stored := rk && len(more.credBlob) <= maxCredBlobLength
+		if stored {
+			credBlob = more.credBlob
+		}
+		exts["credBlob"] = stored
+	}
+	if more.thirdPartyPayment {
+		// CTAP 2.2's thirdPartyPayment: the flag goes into the credential
+		// ID's policy below; the output says it was set, as a YubiKey 5.8
+		// (Yubico's SDK reads it from authData) and pico-fido answer.
+		exts["thirdPartyPayment"] = true
+	}
+	if more.minPinLength {
+		if n, listed := a.minPINLengthFor(req.RP.ID); listed {
+			exts["minPinLength"] = n
 		}
 	}
-	var credID []byte
+	format := attestationFormat(req.AttestationFormatsPreference)
+	var credID, cose []byte
 	var rsp ctap2.MakeCredentialResponse
-	policy := CredentialPolicy{CredProtect: credProtect, Discoverable: rk}
-	err = a.keys.NewCredential(rpHash, alg, policy, func(id []byte, k crypto.Signer) error {
-		cose, err := credentialPublicKey(k.Public(), alg)
-		if err != nil {
-			return err
+	// authDataFor builds authData once the ID and the extension outputs
+	// are known.
+	authDataFor := func(id []byte) ([]byte, error) {
+		ad := authenticatorData(rpHash, flags, counter)
+		ad = append(ad, AAGUID[:]...)
+		ad = binary.BigEndian.AppendUint16(ad, uint16(len(id)))
+		ad = append(ad, id...)
+		ad = append(ad, cose...)
+		if len(exts) > 0 {
+			ad[32] |= ctap2.FlagED
+			extOut, err := ctap2.Marshal(exts)
+			if err != nil {
+				return nil, err
+			}
+			ad = append(ad, extOut...)
 		}
-		credID = append([]byte(nil), id...)
-		authData := authenticatorData(rpHash, flags, counter)
-		authData = append(authData, AAGUID[:]...)
-		authData = binary.BigEndian.AppendUint16(authData, uint16(len(id)))
-		authData = append(authData, id...)
-		authData = append(authData, cose...)
-		authData = append(authData, extOut...)
+		return ad, nil
+	}
+	attest := func(authData []byte, k crypto.Signer) error {
+		if format == "none" {
+			rsp = ctap2.MakeCredentialResponse{Fmt: "none", AuthData: authData, AttStmt: map[string]any{}}
+			return nil
+		}
 		// Packed self-attestation (WebAuthn section 8.2): the credential
 		// key signs authData || clientDataHash; no certificate, nothing
 		// shared between credentials.
@@ -120,6 +151,24 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		}
 		rsp = ctap2.MakeCredentialResponse{Fmt: "packed", AuthData: authData, AttStmt: map[string]any{"alg": alg, "sig": sig}}
 		return nil
+	}
+	policy := CredentialPolicy{CredProtect: credProtect, Discoverable: rk, ThirdPartyPayment: more.thirdPartyPayment}
+	err = a.keys.NewCredential(rpHash, alg, policy, func(id []byte, k crypto.Signer) error {
+		var err error
+		if cose, err = credentialPublicKey(k.Public(), alg); err != nil {
+			return err
+		}
+		credID = append([]byte(nil), id...)
+		if more.hmacSecretMC != nil {
+			// Its output needs the TPM, which is busy with this key: the
+			// attestation follows once the key is flushed.
+			return nil
+		}
+		authData, err := authDataFor(id)
+		if err != nil {
+			return err
+		}
+		return attest(authData, k)
 	})
 	if err != nil {
 		return nil, err
@@ -131,10 +180,36 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 		// key made is a wrapped blob nobody holds.
 		return nil, ctap2.ErrKeepaliveCancel
 	}
+	if more.hmacSecretMC != nil {
+		// hmac-secret-mc (CTAP 2.2): the PRF at registration, the same
+		// CredRandom getAssertion's hmac-secret uses with this uv.
+		out, err := a.hmacSecretOutput(more.hmacSecretMC, credID, uv)
+		if err != nil {
+			return nil, err
+		}
+		exts["hmac-secret-mc"] = out
+		authData, err := authDataFor(credID)
+		if err != nil {
+			return nil, err
+		}
+		if format == "none" {
+			err = attest(authData, nil)
+		} else {
+			err = a.keys.UseCredential(credID, rpHash, func(k crypto.Signer) error { return attest(authData, k) })
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if more.largeBlobKey {
+		if rsp.LargeBlobKey, err = a.cfg.Secrets.LargeBlobKey(credID); err != nil {
+			return nil, err
+		}
+	}
 	if rk {
 		err := a.cfg.Resident.Put(credstore.Credential{
 			ID: credID, RPID: req.RP.ID, RPName: req.RP.Name, UserID: req.User.ID, UserName: req.User.Name,
-			DisplayName: req.User.DisplayName, CredProtect: credProtect, Created: time.Now(),
+			DisplayName: req.User.DisplayName, CredProtect: credProtect, Created: time.Now(), CredBlob: credBlob,
 		})
 		if errors.Is(err, credstore.ErrFull) {
 			return nil, ctap2.ErrKeyStoreFull
@@ -145,6 +220,23 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	}
 	a.log.Info("ctap2 registration", "rp", req.RP.ID, "discoverable", rk)
 	return ctap2.Marshal(rsp)
+}
+
+// attestationFormats are getInfo's attestationFormats (CTAP 2.2 section
+// 6.4, 0x16), the default first.
+var attestationFormats = []string{"packed", "none"}
+
+// attestationFormat picks the first format of the RP's
+// attestationFormatsPreference (CTAP 2.2 section 6.1.1, 0x0B) that we
+// have; unknown ones are ignored, and with none of ours the default,
+// packed, is used.
+func attestationFormat(pref []string) string {
+	for _, f := range pref {
+		if slices.Contains(attestationFormats, f) {
+			return f
+		}
+	}
+	return attestationFormats[0]
 }
 
 func authenticatorData(rpHash [32]byte, flags byte, counter uint32) []byte {

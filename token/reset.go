@@ -31,6 +31,7 @@ func (a *Authenticator) reset(ctx context.Context, setStatus func(byte)) error {
 		return fmt.Errorf("reset: %w", err)
 	}
 	a.clearNext()
+	a.blobs.clear()
 	a.gate.reset()
 	a.pin.powerCycle() // the PIN is gone, and with it every pinUvAuthToken
 	a.log.Warn("the key was reset: every credential is gone")

@@ -56,6 +56,10 @@ type Config struct {
 	Resident ResidentStore
 	// Secrets derives hmac-secret's CredRandom; nil means no hmac-secret.
 	Secrets SecretDeriver
+	// LargeBlobs keeps the serialized large-blob array (package
+	// largeblob's Store); nil means no authenticatorLargeBlobs and no
+	// largeBlobKey. It needs Resident and Secrets as well.
+	LargeBlobs LargeBlobStore
 	// PIN keeps the clientPIN PIN; nil means the token offers no PIN
 	// (getInfo has no clientPin option).
 	PIN PINStore
@@ -92,6 +96,7 @@ type Authenticator struct {
 	powerUp atomic.Int64 // unix nanos of the last power-up (start or re-plug)
 	pin     pinState
 	mgmt    credMgmtState
+	blobs   largeBlobWrite
 }
 
 // New returns an Authenticator.
@@ -178,6 +183,7 @@ func (a *Authenticator) PowerCycle() {
 	a.clearNext()
 	a.pin.powerCycle()
 	a.mgmt.clear()
+	a.blobs.clear()
 	a.powerUp.Store(a.cfg.Now().UnixNano())
 }
 

@@ -43,6 +43,9 @@ func (t TPMKeys) UseCredential(id []byte, rp [32]byte, fn func(k crypto.Signer) 
 // CredRandom implements SecretDeriver.
 func (t TPMKeys) CredRandom(id []byte, uv bool) ([]byte, error) { return t.Engine.CredRandom(id, uv) }
 
+// LargeBlobKey implements SecretDeriver.
+func (t TPMKeys) LargeBlobKey(id []byte) ([]byte, error) { return t.Engine.LargeBlobKey(id) }
+
 // NextCounter implements Keys.
 func (t TPMKeys) NextCounter() (uint32, error) { return t.Engine.NextCounter() }
 

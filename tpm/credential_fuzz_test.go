@@ -55,7 +55,7 @@ func FuzzParseCredentialV2(f *testing.F) {
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	p384Unique := append(p384.X.FillBytes(make([]byte, 48)), p384.Y.FillBytes(make([]byte, 48))...)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	for _, policy := range []byte{0, 1, 2 | 4, 3 | 4} {
+	for _, policy := range []byte{0, 1, 2 | 4, 3 | 4, 8, 3 | 4 | 8, 0x10} {
 		f.Add(v2ID(idKey, rp, policy, &keyTypes[0], ecUnique, bytes.Repeat([]byte{0xaa}, 126)), false)
 	}
 	f.Add(v2ID(idKey, rp, 0, &keyTypes[1], p384Unique, []byte{1}), false)

@@ -22,7 +22,8 @@ import (
 //
 //	0      1 byte   version (2)
 //	1      1 byte   policy: bits 0-1 credProtect level (0: none, 1-3),
-//	                bit 2 discoverable; other bits zero
+//	                bit 2 discoverable, bit 3 thirdPartyPayment (CTAP 2.2
+//	                section 12.9); other bits zero
 //	2      1 byte   algorithm (algorithms.go: 1 ES256, 2 ES384, 3 ES512,
 //	                4 RS256, 5 PS256)
 //	3      k bytes  the public key: X then Y (ECC, each the curve's
@@ -77,6 +78,10 @@ type Policy struct {
 	// Discoverable: a resident credential, which must still be in the
 	// credential store to be used.
 	Discoverable bool
+	// ThirdPartyPayment: registered with the thirdPartyPayment extension
+	// (CTAP 2.2 section 12.9), bound in the TPM like credProtect so no
+	// file can add or remove it.
+	ThirdPartyPayment bool
 }
 
 func (p Policy) byte() (byte, error) {
@@ -87,14 +92,17 @@ func (p Policy) byte() (byte, error) {
 	if p.Discoverable {
 		b |= 1 << 2
 	}
+	if p.ThirdPartyPayment {
+		b |= 1 << 3
+	}
 	return b, nil
 }
 
 func policyFromByte(b byte) (Policy, bool) {
-	if b&^0x07 != 0 {
+	if b&^0x0f != 0 {
 		return Policy{}, false
 	}
-	return Policy{CredProtect: b & 3, Discoverable: b&(1<<2) != 0}, true
+	return Policy{CredProtect: b & 3, Discoverable: b&(1<<2) != 0, ThirdPartyPayment: b&(1<<3) != 0}, true
 }
 
 // CredentialInfo is what a credential ID says without the TPM.

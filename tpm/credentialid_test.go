@@ -11,7 +11,8 @@ import (
 
 func TestCredentialIDCarriesItsPolicy(t *testing.T) {
 	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
-	for _, p := range []tpm.Policy{{}, {CredProtect: 1}, {CredProtect: 2, Discoverable: true}, {CredProtect: 3}, {CredProtect: 3, Discoverable: true}} {
+	for _, p := range []tpm.Policy{{}, {CredProtect: 1}, {CredProtect: 2, Discoverable: true}, {CredProtect: 3}, {CredProtect: 3, Discoverable: true},
+		{ThirdPartyPayment: true}, {CredProtect: 2, Discoverable: true, ThirdPartyPayment: true}} {
 		id, err := e.CreateCredential(rp("example.org"), tpm.ES256, p, func(*tpm.Key) error { return nil })
 		if err != nil {
 			t.Fatal(err)

@@ -79,6 +79,21 @@ func (e *Engine) CredRandom(credentialID []byte, uv bool) ([]byte, error) {
 	return out, err
 }
 
+// LargeBlobKey returns the 32-byte largeBlobKey of a credential (CTAP
+// 2.1 section 12.3), derived like CredRandom under another label: stable
+// for the credential's life, nothing stored, and gone with a reset (new
+// HMAC key). It crosses the bus encrypted.
+func (e *Engine) LargeBlobKey(credentialID []byte) ([]byte, error) {
+	idHash := sha256.Sum256(credentialID)
+	msg := append([]byte("tpm-u2f largeBlobKey v1"), idHash[:]...)
+	var out []byte
+	err := e.op(func() (err error) {
+		out, err = e.hmac(msg)
+		return err
+	})
+	return out, err
+}
+
 // hmac is TPM2_HMAC under the installation's keyed-hash key, its input and
 // output encrypted on the bus. Called inside op (or with e.mu held).
 func (e *Engine) hmac(msg []byte) ([]byte, error) {

@@ -54,3 +54,26 @@ func TestCredRandom(t *testing.T) {
 		t.Fatalf("after a reset: %x, %v", after, err)
 	}
 }
+
+// largeBlobKey is derived, not stored: stable per credential, different
+// from every CredRandom, and replaced by a reset.
+func TestLargeBlobKey(t *testing.T) {
+	e := tpmtest.Engine(t, tpmtest.Simulator(t), tpm.Options{})
+	k1, err := e.LargeBlobKey([]byte("credential A"))
+	if err != nil || len(k1) != 32 {
+		t.Fatalf("LargeBlobKey: %x, %v", k1, err)
+	}
+	again, _ := e.LargeBlobKey([]byte("credential A"))
+	other, _ := e.LargeBlobKey([]byte("credential B"))
+	cr0, _ := e.CredRandom([]byte("credential A"), false)
+	cr1, _ := e.CredRandom([]byte("credential A"), true)
+	if !bytes.Equal(k1, again) || bytes.Equal(k1, other) || bytes.Equal(k1, cr0) || bytes.Equal(k1, cr1) {
+		t.Fatal("largeBlobKey must be stable per credential and differ from other credentials' and from CredRandom")
+	}
+	if _, err := e.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := e.LargeBlobKey([]byte("credential A")); err != nil || bytes.Equal(after, k1) {
+		t.Fatalf("after a reset: %x, %v", after, err)
+	}
+}

@@ -64,7 +64,7 @@ func TestResetKilledBetweenStoreSteps(t *testing.T) {
 				return nil
 			}
 			defer func() { resetStep = func(string) error { return nil } }()
-			err := resetAll(dir, b, e, creds, persist)
+			err := resetAll(dir, b, e, creds, nil, persist)
 			if stop != "" && !errors.Is(err, errCrash) || stop == "" && err != nil {
 				t.Fatalf("resetAll: %v", err)
 			}

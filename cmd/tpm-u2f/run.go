@@ -26,6 +26,7 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/internal/journal"
 	"github.com/tpm-u2f/tpm-u2f/internal/sdnotify"
 	"github.com/tpm-u2f/tpm-u2f/internal/opstats"
+	"github.com/tpm-u2f/tpm-u2f/largeblob"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/replay"
 	"github.com/tpm-u2f/tpm-u2f/token"
@@ -212,8 +213,12 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	defer creds.Close()
 
-	reset := func() error { return resetAll(f.state, backend, engine, creds, persist) }
-	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: ops.Prompter(prompter), Replay: ops.Replay(store), Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
+	blobs, err := openLargeBlobs(f.state, backend, id, log)
+	if err != nil {
+		return err
+	}
+	reset := func() error { return resetAll(f.state, backend, engine, creds, blobs, persist) }
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: ops.Prompter(prompter), Replay: ops.Replay(store), Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, LargeBlobs: blobs, Logger: log,
 		PresenceTimeout: f.prompt + time.Second, Reset: reset})
 	defer auth.Close()
 
@@ -386,7 +391,10 @@ var resetStep = func(string) error { return nil }
 // a crash between the two leaves an empty store under the old key file,
 // which no longer unseals and is moved aside at the next start; the other
 // order would leave old entries under a key they do not decrypt with.
-func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, persist func(tpm.Identity) error) error {
+// The large-blob array is emptied right after the commit (its entries are
+// sealed to largeBlobKeys the new identity no longer derives); if that
+// does not happen, the next start empties it (openLargeBlobs).
+func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, blobs *largeblob.Store, persist func(tpm.Identity) error) error {
 	newID, err := e.Reset()
 	if err != nil {
 		return err
@@ -396,6 +404,11 @@ func resetAll(dir string, b tpm.Backend, e *tpm.Engine, creds *credstore.Store, 
 	}
 	if err := resetStep("identity"); err != nil {
 		return err
+	}
+	if blobs != nil {
+		if err := blobs.Reset(largeBlobOwner(newID)); err != nil {
+			return err
+		}
 	}
 	secret, blob, err := e.Seal()
 	if err != nil {

@@ -26,6 +26,7 @@ const (
 	// sends whatever getInfo says; same parameters, same pinUvAuthParam.
 	CmdCredentialMgmtPreview byte = 0x41
 	CmdSelection             byte = 0x0b
+	CmdLargeBlobs            byte = 0x0c
 )
 
 // Status is a CTAP status code (section 8.2); it is an error for every
@@ -37,10 +38,12 @@ const (
 	ErrInvalidCommand     Status = 0x01
 	ErrInvalidParameter   Status = 0x02
 	ErrInvalidLength      Status = 0x03
+	ErrInvalidSeq         Status = 0x04
 	ErrCBORUnexpectedType Status = 0x11
 	ErrInvalidCBOR        Status = 0x12
 	ErrMissingParameter   Status = 0x14
 	ErrLimitExceeded      Status = 0x15
+	ErrLargeBlobFull      Status = 0x18
 	ErrCredentialExcluded Status = 0x19
 	ErrInvalidCredential  Status = 0x22
 	ErrUnsupportedAlg     Status = 0x26
@@ -60,6 +63,7 @@ const (
 	ErrPUATRequired       Status = 0x36
 	ErrPINPolicyViolation Status = 0x37
 	ErrRequestTooLarge    Status = 0x39
+	ErrIntegrityFailure   Status = 0x3d
 	ErrInvalidSubcommand  Status = 0x3e
 	ErrUnauthorizedPerm   Status = 0x40
 	ErrOther              Status = 0x7f
@@ -80,6 +84,8 @@ var statusNames = map[Status]string{
 	ErrPUATRequired: "pinUvAuthToken required", ErrPINPolicyViolation: "PIN policy violation",
 	ErrUnauthorizedPerm: "unauthorized permission", ErrInvalidSubcommand: "invalid subcommand",
 	ErrPINNotSet: "PIN not set", ErrRequestTooLarge: "request too large", ErrOther: "other error",
+	ErrInvalidSeq: "invalid sequence", ErrLargeBlobFull: "large blob storage full",
+	ErrIntegrityFailure: "integrity failure",
 }
 
 func (s Status) Error() string {

@@ -111,3 +111,24 @@ func FuzzDecodeCredMgmt(f *testing.F) {
 }
 
 func cborRaw(b []byte) cbor.RawMessage { return cbor.RawMessage(b) }
+
+func FuzzDecodeLargeBlobs(f *testing.F) {
+	for _, m := range []map[int]any{
+		{1: 7545, 3: 0},
+		{2: bytes.Repeat([]byte{0x80}, 17), 3: 0, 4: 17, 5: bytes.Repeat([]byte{5}, 32), 6: 2},
+		{2: []byte{1}, 3: 17},
+		{1: 1, 2: []byte{1}, 3: 0},
+		{1: 1},
+	} {
+		b, _ := Marshal(m)
+		f.Add(b)
+	}
+	f.Add([]byte{0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeLargeBlobs(b)
+		checkDecode(t, b, err)
+		if err == nil && (r.Offset == nil || (r.Get == nil) == (r.Set == nil)) {
+			t.Fatal("accepted a request without offset, or without exactly one of get and set")
+		}
+	})
+}

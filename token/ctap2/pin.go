@@ -136,4 +136,5 @@ type CredMgmtResponse struct {
 	PublicKey        cbor.RawMessage       `cbor:"8,keyasint,omitempty"` // a COSE_Key (token's credentialPublicKey)
 	TotalCredentials *uint64               `cbor:"9,keyasint,omitempty"`
 	CredProtect      *uint64               `cbor:"10,keyasint,omitempty"`
+	LargeBlobKey     []byte                `cbor:"11,keyasint,omitempty"`
 }

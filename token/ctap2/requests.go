@@ -68,6 +68,9 @@ type MakeCredentialRequest struct {
 	PinUvAuthParam    *[]byte                    `cbor:"8,keyasint"`
 	PinUvAuthProtocol *uint64                    `cbor:"9,keyasint"`
 	EnterpriseAttest  *uint64                    `cbor:"10,keyasint"`
+	// AttestationFormatsPreference (CTAP 2.2 section 6.1.1, 0x0B): the
+	// RP's formats, most preferred first.
+	AttestationFormatsPreference []string `cbor:"11,keyasint"`
 }
 
 // DecodeMakeCredential decodes and checks the parameters every
@@ -107,6 +110,33 @@ func DecodeMakeCredential(b []byte) (*MakeCredentialRequest, error) {
 		if d.Type == "" || d.ID == nil {
 			return nil, ErrMissingParameter
 		}
+	}
+	return &r, nil
+}
+
+// LargeBlobsRequest is authenticatorLargeBlobs' parameters (CTAP 2.1
+// section 6.10.2).
+type LargeBlobsRequest struct {
+	Get               *uint64 `cbor:"1,keyasint"`
+	Set               []byte  `cbor:"2,keyasint"`
+	Offset            *uint64 `cbor:"3,keyasint"`
+	Length            *uint64 `cbor:"4,keyasint"`
+	PinUvAuthParam    []byte  `cbor:"5,keyasint"`
+	PinUvAuthProtocol *uint64 `cbor:"6,keyasint"`
+}
+
+// DecodeLargeBlobs decodes and applies section 6.10.2's first checks:
+// offset is required, and exactly one of get and set is present.
+func DecodeLargeBlobs(b []byte) (*LargeBlobsRequest, error) {
+	var r LargeBlobsRequest
+	if err := decode(b, &r); err != nil {
+		return nil, err
+	}
+	if r.Offset == nil {
+		return nil, ErrInvalidParameter
+	}
+	if (r.Get == nil) == (r.Set == nil) {
+		return nil, ErrInvalidParameter
 	}
 	return &r, nil
 }

@@ -2,20 +2,23 @@ package ctap2
 
 // Info is authenticatorGetInfo's response (section 6.4).
 type Info struct {
-	Versions                 []string              `cbor:"1,keyasint"`
-	Extensions               []string              `cbor:"2,keyasint,omitempty"`
-	AAGUID                   []byte                `cbor:"3,keyasint"`
-	Options                  map[string]bool       `cbor:"4,keyasint,omitempty"`
-	MaxMsgSize               uint64                `cbor:"5,keyasint,omitempty"`
-	PinUvAuthProtocols       []uint64              `cbor:"6,keyasint,omitempty"`
-	MaxCredentialCountInList uint64                `cbor:"7,keyasint,omitempty"`
-	MaxCredentialIDLength    uint64                `cbor:"8,keyasint,omitempty"`
-	Transports               []string              `cbor:"9,keyasint,omitempty"`
-	Algorithms               []CredentialParameter `cbor:"10,keyasint,omitempty"`
-	ForcePINChange           bool                  `cbor:"12,keyasint,omitempty"`
-	MinPINLength             uint64                `cbor:"13,keyasint,omitempty"`
-	FirmwareVersion          uint64                `cbor:"14,keyasint,omitempty"`
-	RemainingDiscoverable    *uint64               `cbor:"20,keyasint,omitempty"`
+	Versions                    []string              `cbor:"1,keyasint"`
+	Extensions                  []string              `cbor:"2,keyasint,omitempty"`
+	AAGUID                      []byte                `cbor:"3,keyasint"`
+	Options                     map[string]bool       `cbor:"4,keyasint,omitempty"`
+	MaxMsgSize                  uint64                `cbor:"5,keyasint,omitempty"`
+	PinUvAuthProtocols          []uint64              `cbor:"6,keyasint,omitempty"`
+	MaxCredentialCountInList    uint64                `cbor:"7,keyasint,omitempty"`
+	MaxCredentialIDLength       uint64                `cbor:"8,keyasint,omitempty"`
+	Transports                  []string              `cbor:"9,keyasint,omitempty"`
+	Algorithms                  []CredentialParameter `cbor:"10,keyasint,omitempty"`
+	ForcePINChange              bool                  `cbor:"12,keyasint,omitempty"`
+	MinPINLength                uint64                `cbor:"13,keyasint,omitempty"`
+	MaxSerializedLargeBlobArray uint64                `cbor:"11,keyasint,omitempty"`
+	FirmwareVersion             uint64                `cbor:"14,keyasint,omitempty"`
+	MaxCredBlobLength           uint64                `cbor:"15,keyasint,omitempty"`
+	RemainingDiscoverable       *uint64               `cbor:"20,keyasint,omitempty"`
+	AttestationFormats          []string              `cbor:"22,keyasint,omitempty"`
 }
 
 // MakeCredentialResponse is authenticatorMakeCredential's response.
@@ -23,6 +26,13 @@ type MakeCredentialResponse struct {
 	Fmt      string         `cbor:"1,keyasint"`
 	AuthData []byte         `cbor:"2,keyasint"`
 	AttStmt  map[string]any `cbor:"3,keyasint"`
+	// LargeBlobKey (0x05, CTAP 2.1 section 12.3).
+	LargeBlobKey []byte `cbor:"5,keyasint,omitempty"`
+}
+
+// LargeBlobsResponse is authenticatorLargeBlobs' answer to a get.
+type LargeBlobsResponse struct {
+	Config []byte `cbor:"1,keyasint"`
 }
 
 // GetAssertionResponse is authenticatorGetAssertion's response.
@@ -32,6 +42,7 @@ type GetAssertionResponse struct {
 	Signature           []byte               `cbor:"3,keyasint"`
 	User                *UserEntity          `cbor:"4,keyasint,omitempty"`
 	NumberOfCredentials uint64               `cbor:"5,keyasint,omitempty"`
+	LargeBlobKey        []byte               `cbor:"7,keyasint,omitempty"`
 }
 
 // Authenticator data flags (WebAuthn section 6.1).
