@@ -33,6 +33,8 @@ commands:
             the key's PIN: retries left, set the first one, change it (through
             the daemon, or the TPM directly when none runs; --stdin for scripts)
   install   install the systemd user unit (--system: udev rules, uhid at boot, the tpm-u2f group)
+  doctor    check, in the order to fix them, what the key needs from this machine
+            and desktop; print the command that fixes each problem (--json)
   demo      register and sign in against a WebAuthn relying party, on the embedded TPM simulator
   version   print the version
 
@@ -70,6 +72,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = installCommand(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = demoCommand(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		err = doctorCommand(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "tpm-u2f %s\n", version)
 	case "help", "-h", "-help", "--help":

@@ -37,6 +37,9 @@ if [ -e /dev/hidraw0 ]; then result hidraw-appears PASS "after ${i}00 ms, uptime
 hid=$(basename "$(readlink -f /sys/class/hidraw/hidraw0/device)")
 case "$hid" in 0003:15D9:0A37.*) result udev-rule-match PASS "$hid" ;; *) result udev-rule-match FAIL "$hid" ;; esac
 
+# tpm-u2f doctor on a real kernel: uhid, the TPM (through the resource
+# manager, beside the running daemon) and the key's hidraw node check OK.
+check doctor-devices sh -c '/bin/tpm-u2f doctor --tpm /dev/tpmrm0 > /tmp/doctor.txt; cat /tmp/doctor.txt; for c in "uhid module" "/dev/uhid access" "TPM device" "TPM access" "TPM capabilities" "key.s hidraw node"; do grep -q "^OK   $c:" /tmp/doctor.txt || exit 1; done'
 check fido2-token-list sh -c 'fido2-token -L | tee /dev/stderr | grep -q "^/dev/hidraw0"'
 check fido2-token-info fido2-token -I /dev/hidraw0
 
