@@ -70,7 +70,10 @@ func (o orderKeys) NewCredential(rp [32]byte, alg int64, p token.CredentialPolic
 
 type recordingPrompter struct{ asked *bool }
 
-func (r recordingPrompter) Confirm(context.Context, presence.Request) error { *r.asked = true; return nil }
+func (r recordingPrompter) Confirm(context.Context, presence.Request) error {
+	*r.asked = true
+	return nil
+}
 
 // The user is asked before the key is made: an RSA key can take seconds,
 // and the prompt must not wait for it.
