@@ -219,35 +219,24 @@ func (kt *keyType) encodeSignature(sig tpm2.TPMTSignature) ([]byte, error) {
 func (e *Engine) probeAlgorithms() error {
 	algs := map[tpm2.TPMAlgID]bool{}
 	var curves []tpm2.TPMECCCurve
-	err := e.do("GetCapability", func() error {
-		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapAlgs, PropertyCount: 256}.Execute(e.t)
-		if err != nil {
-			return err
+	err := e.capability(tpm2.TPMCapAlgs, 256, func(d *tpm2.TPMUCapabilities) error {
+		a, err := d.Algorithms()
+		if err == nil {
+			for _, p := range a.AlgProperties {
+				algs[p.Alg] = true
+			}
 		}
-		a, err := rsp.CapabilityData.Data.Algorithms()
-		if err != nil {
-			return err
-		}
-		for _, p := range a.AlgProperties {
-			algs[p.Alg] = true
-		}
-		return nil
-	})
-	if err != nil {
 		return err
-	}
-	err = e.do("GetCapability", func() error {
-		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapECCCurves, PropertyCount: 64}.Execute(e.t)
-		if err != nil {
-			return err
-		}
-		c, err := rsp.CapabilityData.Data.ECCCurves()
-		if err != nil {
-			return err
-		}
-		curves = c.ECCCurves
-		return nil
 	})
+	if err == nil {
+		err = e.capability(tpm2.TPMCapECCCurves, 64, func(d *tpm2.TPMUCapabilities) error {
+			c, err := d.ECCCurves()
+			if err == nil {
+				curves = c.ECCCurves
+			}
+			return err
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -277,3 +266,15 @@ func (e *Engine) Algorithms() []Algorithm { return slices.Clone(e.algorithms) }
 
 // Supports reports whether this TPM can make credentials with alg.
 func (e *Engine) Supports(alg Algorithm) bool { return slices.Contains(e.algorithms, alg) }
+
+// capability runs one TPM2_GetCapability from property 0 and hands its
+// data to read.
+func (e *Engine) capability(c tpm2.TPMCap, count uint32, read func(*tpm2.TPMUCapabilities) error) error {
+	return e.do("GetCapability", func() error {
+		rsp, err := tpm2.GetCapability{Capability: c, PropertyCount: count}.Execute(e.t)
+		if err != nil {
+			return err
+		}
+		return read(&rsp.CapabilityData.Data)
+	})
+}

@@ -65,14 +65,7 @@ func (e *Engine) provisionCounter() error {
 		e.log.Warn("signature counter NV index missing; defining it again", "index", fmt.Sprintf("0x%08x", e.id.CounterIndex))
 		return e.defineCounter(e.id.CounterIndex)
 	}
-	idx, err := e.freeNVIndex()
-	if err != nil {
-		return err
-	}
-	if err := e.defineCounter(idx); err != nil {
-		return err
-	}
-	v, err := e.incrementCounter(idx)
+	idx, v, err := e.newCounter()
 	if err != nil {
 		return err
 	}
@@ -90,6 +83,21 @@ func counterPublic(idx uint32) (tpm2.TPMSNVPublic, error) {
 		Attributes: counterAttributes,
 		DataSize:   8,
 	}, nil
+}
+
+// newCounter defines a counter index at a free handle and makes its first
+// increment (a counter cannot be read before one); it returns the index
+// and its value.
+func (e *Engine) newCounter() (uint32, uint64, error) {
+	idx, err := e.freeNVIndex()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := e.defineCounter(idx); err != nil {
+		return 0, 0, err
+	}
+	v, err := e.incrementCounter(idx)
+	return idx, v, err
 }
 
 func (e *Engine) defineCounter(idx uint32) error {

@@ -320,14 +320,7 @@ func retiredIndex(seed [32]byte) uint32 {
 // provisionEpoch defines the identity's epoch counter (the signature
 // counter's kind of index) and initialises it with a first increment.
 func (e *Engine) provisionEpoch() error {
-	idx, err := e.freeNVIndex()
-	if err != nil {
-		return err
-	}
-	if err := e.defineCounter(idx); err != nil {
-		return err
-	}
-	v, err := e.incrementCounter(idx)
+	idx, v, err := e.newCounter()
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,5 @@
 package tpm
 
-import "github.com/google/go-tpm/tpm2"
-
 // RetagForTest rewrites a version-2 ID's policy byte and recomputes its
 // tag with e's key: what someone who stole the tag key could forge.
 func RetagForTest(e *Engine, id []byte, rp [32]byte, policy byte) []byte {
@@ -25,11 +23,5 @@ func (e *Engine) undefineNV(idx uint32) error {
 	if err != nil {
 		return err
 	}
-	return e.do("NV_UndefineSpace", func() error {
-		_, err := tpm2.NVUndefineSpace{
-			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name},
-		}.Execute(e.t)
-		return err
-	})
+	return e.undefineNamed(idx, name)
 }

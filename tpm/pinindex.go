@@ -517,6 +517,11 @@ func (e *Engine) undefinePIN(idx uint32) error {
 	if err != nil {
 		return err
 	}
+	return e.undefineNamed(idx, name)
+}
+
+// undefineNamed removes an owner index whose Name the caller read.
+func (e *Engine) undefineNamed(idx uint32, name tpm2.TPM2BName) error {
 	return e.do("NV_UndefineSpace", func() error {
 		_, err := tpm2.NVUndefineSpace{
 			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
