@@ -4,50 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
+	"github.com/tpm-u2f/tpm-u2f/tray/traytest"
 )
-
-// snWatcher is a StatusNotifierWatcher stub: it records who registers.
-type snWatcher struct {
-	mu     sync.Mutex
-	sender string
-}
-
-func (w *snWatcher) RegisterStatusNotifierItem(sender dbus.Sender, path string) *dbus.Error {
-	w.mu.Lock()
-	w.sender = string(sender)
-	w.mu.Unlock()
-	return nil
-}
-
-type dbusmenuLayout struct {
-	ID       int32
-	Props    map[string]dbus.Variant
-	Children []dbus.Variant
-}
-
-func menuItemID(l dbusmenuLayout, label string) (int32, bool) {
-	if v, ok := l.Props["label"]; ok && v.Value() == label {
-		return l.ID, true
-	}
-	for _, c := range l.Children {
-		vals, ok := c.Value().([]any)
-		if !ok || len(vals) != 3 {
-			continue
-		}
-		child := dbusmenuLayout{ID: vals[0].(int32), Props: vals[1].(map[string]dbus.Variant)}
-		child.Children = append(child.Children, vals[2].([]dbus.Variant)...)
-		if id, ok := menuItemID(child, label); ok {
-			return id, true
-		}
-	}
-	return 0, false
-}
 
 // TestTrayClicksOnTheDaemon: the real daemon's tray menu, on a real
 // session bus. A click from the tray host is the user's own: Unlock needs
@@ -59,13 +22,7 @@ func TestTrayClicksOnTheDaemon(t *testing.T) {
 	n := &notifytest.Server{Caps: []string{"actions"}, Answer: "deny", Delay: 20 * time.Millisecond}
 	n.Serve(t, bus)
 	host := notifytest.Connect(t, bus)
-	w := &snWatcher{}
-	if err := host.Export(w, "/StatusNotifierWatcher", "org.kde.StatusNotifierWatcher"); err != nil {
-		t.Fatal(err)
-	}
-	if reply, err := host.RequestName("org.kde.StatusNotifierWatcher", dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("RequestName: %v %v", reply, err)
-	}
+	w := traytest.ServeWatcher(t, host)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "control.sock")
 	pinFile := filepath.Join(dir, "pin")
@@ -74,31 +31,13 @@ func TestTrayClicksOnTheDaemon(t *testing.T) {
 		"--tpm", "sim", "--control", sock, "--presence", "dbus", "--pinentry", fakePinentry(t, pinFile))
 	var item string
 	eventually(t, "tray item registered", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		item = w.sender
+		item, _ = w.Registered()
 		return item != ""
 	})
-	mv, err := host.Object(item, "/StatusNotifierItem").GetProperty("org.kde.StatusNotifierItem.Menu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	menuPath, _ := mv.Value().(dbus.ObjectPath)
+	menuPath := traytest.MenuPath(t, host, item)
 	click := func(conn *dbus.Conn, label string) {
 		t.Helper()
-		menu := conn.Object(item, menuPath)
-		var rev uint32
-		var layout dbusmenuLayout
-		if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
-			t.Fatalf("GetLayout: %v", err)
-		}
-		id, ok := menuItemID(layout, label)
-		if !ok {
-			t.Fatalf("no %q in the menu", label)
-		}
-		if err := menu.Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
-			t.Fatalf("Event: %v", err)
-		}
+		traytest.Click(t, conn, item, menuPath, label)
 	}
 	locked := func() bool {
 		out, _ := cli(t, "status", "--control", sock)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpm-u2f/tpm-u2f/tray/traytest"
+
 	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
 )
 
@@ -138,16 +140,7 @@ func TestXfcePanelMenu(t *testing.T) {
 	eventually(t, "the tray shows the lock", func() bool { return title() == "tpm-u2f: locked" })
 
 	// Another process sends the same click as the panel would.
-	var rev uint32
-	var layout dbusmenuLayout
-	menu := conn.Object(item, "/StatusNotifierItem/menu")
-	if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
-		t.Fatal(err)
-	}
-	id, ok := menuItemID(layout, "Unlock")
-	if !ok {
-		t.Fatal("no Unlock in the menu")
-	}
+	id := traytest.ItemID(t, conn, item, "/StatusNotifierItem/menu", "Unlock")
 	out, err := exec.Command("dbus-send", "--session", "--print-reply", "--dest="+item, "/StatusNotifierItem/menu",
 		"com.canonical.dbusmenu.Event", fmt.Sprintf("int32:%d", id), "string:clicked", "variant:string:", "uint32:0").CombinedOutput()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/tpm-u2f/tpm-u2f/presence"
 	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
+	"github.com/tpm-u2f/tpm-u2f/tray/traytest"
 )
 
 type fakeKey struct {
@@ -37,59 +38,13 @@ func (f *fakeKey) Question() string {
 	return ""
 }
 
-// watcher is a StatusNotifierWatcher stub: it records who registers.
-type watcher struct {
-	mu     sync.Mutex
-	sender string
-	path   string
-}
-
-func (w *watcher) RegisterStatusNotifierItem(sender dbus.Sender, path string) *dbus.Error {
-	w.mu.Lock()
-	w.sender, w.path = string(sender), path
-	w.mu.Unlock()
-	return nil
-}
-
-type menuLayout struct {
-	ID       int32
-	Props    map[string]dbus.Variant
-	Children []dbus.Variant
-}
-
-func findItem(l menuLayout, label string) (int32, bool) {
-	if v, ok := l.Props["label"]; ok && v.Value() == label {
-		return l.ID, true
-	}
-	for _, c := range l.Children {
-		vals, ok := c.Value().([]any)
-		if !ok || len(vals) != 3 {
-			continue
-		}
-		child := menuLayout{ID: vals[0].(int32), Props: vals[1].(map[string]dbus.Variant)}
-		for _, cc := range vals[2].([]dbus.Variant) {
-			child.Children = append(child.Children, cc)
-		}
-		if id, ok := findItem(child, label); ok {
-			return id, true
-		}
-	}
-	return 0, false
-}
-
 // TestTrayOnARealSessionBus: the item registers with the watcher, shows
 // the key's state, and its menu locks and unlocks the key.
 func TestTrayOnARealSessionBus(t *testing.T) {
 	addr := notifytest.SessionBus(t)
 	t.Setenv("DBUS_SESSION_BUS_ADDRESS", addr)
 	host := notifytest.Connect(t, addr)
-	w := &watcher{}
-	if err := host.Export(w, "/StatusNotifierWatcher", WatcherName); err != nil {
-		t.Fatal(err)
-	}
-	if reply, err := host.RequestName(WatcherName, dbus.NameFlagDoNotQueue); err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("RequestName: %v %v", reply, err)
-	}
+	w := traytest.ServeWatcher(t, host)
 	if !Available(host) {
 		t.Fatal("Available = false with a watcher on the bus")
 	}
@@ -103,9 +58,7 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 
 	var sender string
 	eventually(t, "item registered", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		sender = w.sender
+		sender, _ = w.Registered()
 		return sender != ""
 	})
 	item := host.Object(sender, "/StatusNotifierItem")
@@ -120,12 +73,8 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	eventually(t, "title unlocked", func() bool { return title() == "tpm-u2f: unlocked" })
 
 	// Find the menu the way a tray host does: the item's Menu property.
-	mv, err := item.GetProperty("org.kde.StatusNotifierItem.Menu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	menuPath, _ := mv.Value().(dbus.ObjectPath)
-	click := func(label string) { clickAs(t, host, sender, menuPath, label) }
+	menuPath := traytest.MenuPath(t, host, sender)
+	click := func(label string) { traytest.Click(t, host, sender, menuPath, label) }
 	click("Lock")
 	eventually(t, "locked by the menu", key.Locked)
 	eventually(t, "title locked", func() bool { return title() == "tpm-u2f: locked" })
@@ -172,9 +121,9 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	// Any other process on the bus can call the menu: its Allow, by Event
 	// or EventGroup, and its Quit are ignored, with a log line each.
 	spoofer := notifytest.Connect(t, addr)
-	clickAs(t, spoofer, sender, menuPath, "Allow: example.org asks to sign in")
-	groupClickAs(t, spoofer, sender, menuPath, "Allow: example.org asks to sign in")
-	clickAs(t, spoofer, sender, menuPath, "Quit")
+	traytest.Click(t, spoofer, sender, menuPath, "Allow: example.org asks to sign in")
+	traytest.GroupClick(t, spoofer, sender, menuPath, "Allow: example.org asks to sign in")
+	traytest.Click(t, spoofer, sender, menuPath, "Quit")
 	eventually(t, "spoofed clicks logged", func() bool {
 		return strings.Count(logs.String(), "not the tray host") == 3 && strings.Contains(logs.String(), "sender="+spoofer.Names()[0])
 	})
@@ -187,7 +136,7 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	if _, ok := key.ask.Pending(); !ok {
 		t.Fatal("the question went away after spoofed clicks")
 	}
-	groupClickAs(t, kde, sender, menuPath, "Deny")
+	traytest.GroupClick(t, kde, sender, menuPath, "Deny")
 	if err := <-answered; err != presence.ErrDenied {
 		t.Fatalf("Deny from the KDE-style host: Confirm = %v", err)
 	}
@@ -199,45 +148,6 @@ func TestTrayOnARealSessionBus(t *testing.T) {
 	}
 	click("Quit")
 	eventually(t, "quit", func() bool { key.mu.Lock(); defer key.mu.Unlock(); return key.quit })
-}
-
-// clickAs clicks the menu item labelled label through conn, as a tray host
-// does: GetLayout, then Event("clicked").
-func clickAs(t *testing.T, conn *dbus.Conn, sender string, menuPath dbus.ObjectPath, label string) {
-	t.Helper()
-	id := itemID(t, conn, sender, menuPath, label)
-	if err := conn.Object(sender, menuPath).Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(""), uint32(0)).Err; err != nil {
-		t.Fatalf("Event: %v", err)
-	}
-}
-
-// groupClickAs clicks through EventGroup.
-func groupClickAs(t *testing.T, conn *dbus.Conn, sender string, menuPath dbus.ObjectPath, label string) {
-	t.Helper()
-	id := itemID(t, conn, sender, menuPath, label)
-	type event struct {
-		ID        int32
-		EventID   string
-		Data      dbus.Variant
-		Timestamp uint32
-	}
-	if err := conn.Object(sender, menuPath).Call("com.canonical.dbusmenu.EventGroup", 0, []event{{id, "clicked", dbus.MakeVariant(""), 0}}).Err; err != nil {
-		t.Fatalf("EventGroup: %v", err)
-	}
-}
-
-func itemID(t *testing.T, conn *dbus.Conn, sender string, menuPath dbus.ObjectPath, label string) int32 {
-	t.Helper()
-	var rev uint32
-	var layout menuLayout
-	if err := conn.Object(sender, menuPath).Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
-		t.Fatalf("GetLayout: %v", err)
-	}
-	id, ok := findItem(layout, label)
-	if !ok {
-		t.Fatalf("no %q in the menu", label)
-	}
-	return id
 }
 
 // syncBuffer is a log sink safe for concurrent writes.

@@ -31,6 +31,6 @@ mount -t proc proc "$D/proc"
 trap 'umount "$D/proc" 2>/dev/null || true' EXIT
 chroot "$D" sh -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core xvfb xauth xdotool x11-apps netpbm && apt-get clean' > "$B/browser-apt.log" 2>&1 || { tail -20 "$B/browser-apt.log"; exit 1; }
 chroot "$D" chromium --version
-umount "$D/proc"
+umount "$D/proc" || umount -l "$D/proc" # a process chromium left may hold it a while
 rm -rf "$D"/var/lib/apt/lists/* "$D"/usr/share/doc "$D"/usr/share/man
 touch "$D/.complete"
