@@ -7,6 +7,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
@@ -190,7 +191,11 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 		if perms == 0 {
 			return nil, ctap2.ErrInvalidParameter
 		}
-		if perms&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredMgmt) != 0 {
+		grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
+		if a.cfg.Settings != nil {
+			grantable |= ctap2.PermAuthnrConfig
+		}
+		if perms&^grantable != 0 {
 			return nil, ctap2.ErrUnauthorizedPerm
 		}
 		rpID := ""
@@ -222,23 +227,30 @@ func sharedSecret(s *pinState, proto pin.Protocol, key *ctap2.COSEKey) ([]byte, 
 	return shared, nil
 }
 
-// decryptNewPIN checks newPinEnc and returns the new PIN's hash.
-func decryptNewPIN(proto pin.Protocol, shared, newPinEnc []byte) ([]byte, error) {
+// decryptNewPIN checks newPinEnc and returns the new PIN's hash and its
+// length in code points. A PIN shorter than minLength (the minimum in
+// force, which setMinPINLength may have raised) is PIN_POLICY_VIOLATION
+// (sections 6.5.5.5 and 6.5.5.6).
+func decryptNewPIN(proto pin.Protocol, shared, newPinEnc []byte, minLength int) ([]byte, int, error) {
 	padded, err := proto.Decrypt(shared, newPinEnc)
 	if err != nil {
-		return nil, ctap2.ErrInvalidParameter
+		return nil, 0, ctap2.ErrInvalidParameter
 	}
 	defer pin.Zero(padded)
 	p, err := pin.Unpad(padded)
 	if err != nil {
-		return nil, ctap2.ErrPINPolicyViolation
+		return nil, 0, ctap2.ErrPINPolicyViolation
 	}
 	if err := pin.Validate(p); err != nil {
-		return nil, ctap2.ErrPINPolicyViolation
+		return nil, 0, ctap2.ErrPINPolicyViolation
+	}
+	n := utf8.RuneCount(p)
+	if n < minLength {
+		return nil, 0, ctap2.ErrPINPolicyViolation
 	}
 	h := sha256.Sum256(p)
 	defer pin.Zero(h[:])
-	return bytes.Clone(h[:16]), nil
+	return bytes.Clone(h[:16]), n, nil
 }
 
 func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.ClientPINRequest) error {
@@ -260,7 +272,11 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 	if !proto.Verify(shared, req.NewPinEnc, req.PinUvAuthParam) {
 		return ctap2.ErrPINAuthInvalid
 	}
-	h, err := decryptNewPIN(proto, shared, req.NewPinEnc)
+	st, err := a.settings()
+	if err != nil {
+		return err
+	}
+	h, n, err := decryptNewPIN(proto, shared, req.NewPinEnc, minPINLength(st))
 	if err != nil {
 		return err
 	}
@@ -268,6 +284,7 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 	if err := a.cfg.PIN.SetPIN(h); err != nil {
 		return err
 	}
+	a.pinChanged(n)
 	a.log.Info("PIN set")
 	return nil
 }
@@ -352,7 +369,11 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 	}
 	// The new PIN is checked before the old one, so a malformed new PIN
 	// costs no retry. The store checks the old PIN and re-arms in one go.
-	newHash, err := decryptNewPIN(proto, shared, req.NewPinEnc)
+	st, err := a.settings()
+	if err != nil {
+		return err
+	}
+	newHash, n, err := decryptNewPIN(proto, shared, req.NewPinEnc, minPINLength(st))
 	if err != nil {
 		return err
 	}
@@ -362,6 +383,7 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 		return err
 	}
 	s.resetToken()
+	a.pinChanged(n)
 	a.log.Info("PIN changed")
 	return nil
 }
@@ -389,6 +411,15 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 	defer pin.Zero(shared)
 	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc, a.cfg.PIN.CheckPIN); err != nil {
 		return nil, err
+	}
+	// Section 6.5.5.7.1/6.5.5.7.2: once the PIN is verified (its
+	// retries restored), a forced change comes first: no token until
+	// changePIN.
+	if st, err := a.settings(); err != nil {
+		return nil, err
+	} else if st.ForcePINChange {
+		s.resetToken()
+		return nil, ctap2.ErrPINPolicyViolation
 	}
 	s.resetToken()
 	tok, err := pin.NewPinUvAuthToken()
@@ -454,6 +485,23 @@ func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte,
 // required is set (then PUAT_REQUIRED when a PIN exists).
 func (a *Authenticator) pinUvAuthForRequest(ctx context.Context, param *[]byte, protoVersion *uint64, cdh []byte, perm uint64, rpID string, probe func() error) (uv bool, err error) {
 	if param == nil {
+		// alwaysUv: every makeCredential and getAssertion needs user
+		// verification, which this key has only through a PIN: a platform
+		// is told to get a pinUvAuthToken (PUAT_REQUIRED), or to set a PIN
+		// first (PIN_NOT_SET), as OpenSK and trussed's fido-authenticator
+		// answer.
+		if st, err := a.settings(); err != nil {
+			return false, err
+		} else if st.AlwaysUV && a.cfg.PIN != nil {
+			set, err := a.pinSet()
+			if err != nil {
+				return false, err
+			}
+			if !set {
+				return false, ctap2.ErrPINNotSet
+			}
+			return false, ctap2.ErrPUATRequired
+		}
 		return false, nil
 	}
 	if a.cfg.PIN == nil {

@@ -1,7 +1,6 @@
 package token
 
 import (
-	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 )
 
@@ -13,7 +12,7 @@ var AAGUID = [16]byte{0x7f, 0x3a, 0x52, 0xc4, 0x1e, 0x9b, 0x4d, 0x60, 0xa1, 0x0d
 // the implementation: nothing is claimed that is not done.
 func (a *Authenticator) info() ctap2.Info {
 	info := ctap2.Info{
-		Versions:                 []string{"U2F_V2", "FIDO_2_0", "FIDO_2_1"},
+		Versions:                 []string{"FIDO_2_0", "FIDO_2_1"},
 		AAGUID:                   AAGUID[:],
 		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
 		MaxMsgSize:               7609,
@@ -22,6 +21,15 @@ func (a *Authenticator) info() ctap2.Info {
 		Transports:               []string{"usb"},
 		Algorithms:               a.algorithms(),
 		FirmwareVersion:          1,
+	}
+	s, err := a.settings()
+	if err != nil {
+		a.log.Error("reading the settings", "err", err)
+	}
+	if err == nil && !s.AlwaysUV {
+		// U2F cannot verify the user: not offered while alwaysUv is on
+		// (nor while the settings cannot be read).
+		info.Versions = append([]string{"U2F_V2"}, info.Versions...)
 	}
 	if a.cfg.Resident != nil {
 		info.Extensions = []string{"credProtect"}
@@ -40,9 +48,21 @@ func (a *Authenticator) info() ctap2.Info {
 		info.Options["pinUvAuthToken"] = true
 		// Non-discoverable credentials need no PIN, as with U2F; a
 		// discoverable one does once a PIN is set (section 6.1.2 step 6).
-		info.Options["makeCredUvNotRqd"] = true
+		// alwaysUv makes it false (CTAP 2.1 section 6.4, alwaysUv).
+		info.Options["makeCredUvNotRqd"] = !s.AlwaysUV
 		info.PinUvAuthProtocols = []uint64{2, 1}
-		info.MinPINLength = pin.MinLength
+		info.MinPINLength = uint64(minPINLength(s))
+		info.ForcePINChange = s.ForcePINChange
+		if a.cfg.Settings != nil {
+			info.Options["authnrCfg"] = true
+			info.Options["alwaysUv"] = s.AlwaysUV
+			info.Options["setMinPINLength"] = true
+			n := uint64(MaxMinPINLengthRPIDs)
+			info.MaxRPIDsForSetMinPINLength = &n
+			// CTAP 2.3: the subcommands answered other than with an
+			// error for an unsupported feature.
+			info.AuthenticatorConfigCommands = []uint64{ctap2.ConfigToggleAlwaysUV, ctap2.ConfigSetMinPINLength}
+		}
 		if a.cfg.Resident != nil {
 			info.Options["credMgmt"] = true
 		}

@@ -15,7 +15,12 @@ type Info struct {
 	ForcePINChange           bool                  `cbor:"12,keyasint,omitempty"`
 	MinPINLength             uint64                `cbor:"13,keyasint,omitempty"`
 	FirmwareVersion          uint64                `cbor:"14,keyasint,omitempty"`
-	RemainingDiscoverable    *uint64               `cbor:"20,keyasint,omitempty"`
+	// MaxRPIDsForSetMinPINLength is 0x10 (section 6.4).
+	MaxRPIDsForSetMinPINLength *uint64 `cbor:"16,keyasint,omitempty"`
+	RemainingDiscoverable      *uint64 `cbor:"20,keyasint,omitempty"`
+	// AuthenticatorConfigCommands is CTAP 2.3's 0x1F: the
+	// authenticatorConfig subcommands the key implements.
+	AuthenticatorConfigCommands []uint64 `cbor:"31,keyasint,omitempty"`
 }
 
 // MakeCredentialResponse is authenticatorMakeCredential's response.
