@@ -180,7 +180,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 
 	reset := func() error { return resetAll(f.state, backend, engine, creds, persist) }
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: prompter, Replay: store, Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, Logger: log,
-		PresenceTimeout: f.prompt + time.Second, Reset: reset})
+		PresenceTimeout: f.prompt + time.Second, Reset: reset, Settings: engine})
 	defer auth.Close()
 
 	tr, replugDevice, err := openTransport(f, serialFor(id), log)
@@ -234,6 +234,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		Capabilities:  caps,
 		DeviceVersion: [3]byte{0, 1, 0},
 		Logger:        log,
+		MsgRefused:    func() bool { return !auth.U2FAllowed() },
 	})
 	log.Info("tpm-u2f ready", "version", version, "tpm", f.tpm, "transport", f.transport, "presence", f.presence, "state", f.state)
 	err = srv.Serve(ctx)
