@@ -216,3 +216,9 @@ func (a *Authenticator) U2FAllowed() bool {
 	s, err := a.settings()
 	return err == nil && !s.AlwaysUV
 }
+
+// PINChangedFromCLI ends forcePINChange after the PIN was set or changed
+// through the control socket, which carries only the PIN's hash: its
+// length is recorded as unknown (so a later, higher minimum forces a
+// change), and the command line checked it against the minimum.
+func (a *Authenticator) PINChangedFromCLI() { a.pinChanged(0) }
