@@ -63,6 +63,19 @@ type pinState struct {
 	issued   time.Time
 	used     bool
 	throttle pin.Throttle
+	// The persistentPinUvAuthToken (CTAP 2.2, pcmr permission): its own
+	// token, for credentialManagement's read-only subcommands only; no
+	// usage timer, not consumed by use, kept across re-plugs (a power
+	// cycle of this key); it ends with a PIN change, a reset, Lock, a new
+	// pcmr token, and the daemon's end (it is never written down).
+	persist      []byte
+	persistProto pin.Protocol
+}
+
+// resetPersistent ends the persistentPinUvAuthToken. Called with mu held.
+func (s *pinState) resetPersistent() {
+	pin.Zero(s.persist)
+	s.persist, s.persistProto = nil, nil
 }
 
 // resetToken invalidates the pinUvAuthToken (resetPinUvAuthToken, which
@@ -190,6 +203,14 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 		perms := *req.Permissions
 		if perms == 0 {
 			return nil, ctap2.ErrInvalidParameter
+		}
+		if perms&ctap2.PermPersistentCredMgmtRO != 0 && a.cfg.Resident != nil {
+			// pcmr is a token of its own, for read-only credential
+			// management: asked for alone and unbound to an RP.
+			if perms != ctap2.PermPersistentCredMgmtRO || req.RPID != nil {
+				return nil, ctap2.ErrInvalidParameter
+			}
+			return a.getPinToken(ctx, s, proto, req, perms, "")
 		}
 		grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
 		if a.cfg.Settings != nil {
@@ -383,6 +404,7 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 		return err
 	}
 	s.resetToken()
+	s.resetPersistent()
 	a.pinChanged(n)
 	a.log.Info("PIN changed")
 	return nil
@@ -420,6 +442,20 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 	} else if st.ForcePINChange {
 		s.resetToken()
 		return nil, ctap2.ErrPINPolicyViolation
+	}
+	if perms == ctap2.PermPersistentCredMgmtRO {
+		tok, err := pin.NewPinUvAuthToken()
+		if err != nil {
+			return nil, err
+		}
+		enc, err := proto.Encrypt(shared, tok)
+		if err != nil {
+			pin.Zero(tok)
+			return nil, err
+		}
+		s.resetPersistent()
+		s.persist, s.persistProto = tok, proto
+		return ctap2.Marshal(ctap2.ClientPINResponse{PinUvAuthToken: enc})
 	}
 	s.resetToken()
 	tok, err := pin.NewPinUvAuthToken()
@@ -475,6 +511,26 @@ func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte,
 		}
 	}
 	s.used = true
+	return nil
+}
+
+// verifyPersistent checks a pinUvAuthParam over msg against the
+// persistentPinUvAuthToken. It neither starts nor consults a usage timer
+// and does not use the token up.
+func (a *Authenticator) verifyPersistent(protoVersion *uint64, param, msg []byte) error {
+	if protoVersion == nil {
+		return ctap2.ErrMissingParameter
+	}
+	proto, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16)))
+	if !ok {
+		return ctap2.ErrInvalidParameter
+	}
+	s := &a.pin
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.persist == nil || s.persistProto.Version() != proto.Version() || !proto.Verify(s.persist, msg, param) {
+		return ctap2.ErrPINAuthInvalid
+	}
 	return nil
 }
 

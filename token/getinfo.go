@@ -65,6 +65,7 @@ func (a *Authenticator) info() ctap2.Info {
 		}
 		if a.cfg.Resident != nil {
 			info.Options["credMgmt"] = true
+			info.Options["perCredMgmtRO"] = true
 		}
 	}
 	return info

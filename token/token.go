@@ -191,6 +191,7 @@ func (a *Authenticator) ResetPINToken() {
 	a.pin.mu.Lock()
 	defer a.pin.mu.Unlock()
 	a.pin.resetToken()
+	a.pin.resetPersistent()
 }
 
 // Close stops pending prompts.
