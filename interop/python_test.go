@@ -106,7 +106,8 @@ func TestPythonFido2ClientPIN(t *testing.T) {
 // set_min_pin_length) with pinUvAuthTokens carrying acfg, both PIN/UV auth
 // protocols; getInfo follows; alwaysUv makes UV necessary and switches
 // U2F off (CTAPHID_MSG refused); a raised minimum forces a PIN change
-// that a too-short PIN cannot satisfy, and changePIN ends it.
+// that a too-short PIN cannot satisfy, and changePIN ends it. A pcmr
+// token (CTAP 2.2) lists credentials, again, and cannot delete them.
 func TestPythonFido2Config(t *testing.T) {
 	py := pythonWithFido2(t)
 	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2")

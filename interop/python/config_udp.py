@@ -4,7 +4,8 @@ python-fido2's own Config class (fido2.ctap2.config, present in Debian's
 0.9.1): toggle_always_uv and set_min_pin_length with a pinUvAuthToken
 carrying the acfg permission, getInfo reflecting them, a PIN shorter than
 the minimum refused, forcePINChange forcing a change, U2F off while
-alwaysUv is on.
+alwaysUv is on; and CTAP 2.2's persistent read-only credential
+management token.
 Usage: config_udp.py HOST PORT"""
 import hashlib
 import sys
@@ -13,6 +14,7 @@ from fido2.ctap import CtapError
 from fido2.ctap1 import Ctap1
 from fido2.ctap2 import Ctap2
 from fido2.ctap2.config import Config
+from fido2.ctap2.credman import CredentialManagement
 from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import HidDescriptor
@@ -101,6 +103,25 @@ def main():
     check("changePIN clears forcePINChange", not info.force_pin_change)
     check("a token after changePIN",
           len(ClientPin(ctap, PinProtocolV2()).get_pin_token("12345678", MC, "example.com")) == 32)
+
+    # CTAP 2.2's persistent read-only credential management token (pcmr,
+    # 0x40: python-fido2 0.9 has no name for it, the number works).
+    check("getInfo perCredMgmtRO", ctap.get_info().options.get("perCredMgmtRO") is True)
+    cp = ClientPin(ctap, PinProtocolV2())
+    mc = cp.get_pin_token("12345678", MC, "example.com")
+    cdh = hashlib.sha256(b"rk").digest()
+    ctap.make_credential(cdh, {"id": "example.com"}, {"id": b"rk", "name": "rk"},
+                         [{"type": "public-key", "alg": -7}], options={"rk": True},
+                         pin_uv_param=PinProtocolV2().authenticate(mc, cdh), pin_uv_protocol=2)
+    pcmr = cp.get_pin_token("12345678", 0x40)
+    cm = CredentialManagement(ctap, PinProtocolV2(), pcmr)
+    meta = cm.get_metadata()
+    check("pcmr token: getCredsMetadata", meta[CredentialManagement.RESULT.EXISTING_CRED_COUNT] == 1, str(meta))
+    creds = cm.enumerate_creds(hashlib.sha256(b"example.com").digest())
+    check("pcmr token: enumerateCredentials", len(creds) == 1)
+    check("pcmr token used again: getCredsMetadata", cm.get_metadata()[CredentialManagement.RESULT.EXISTING_CRED_COUNT] == 1)
+    check("pcmr token cannot delete: PIN_AUTH_INVALID",
+          code(cm.delete_cred, creds[0][CredentialManagement.RESULT.CREDENTIAL_ID]) == CtapError.ERR.PIN_AUTH_INVALID)
 
     print("python-fido2 interop: %d passed, %d failed" % (u2f_udp.passed, u2f_udp.failed))
     return 1 if u2f_udp.failed else 0
