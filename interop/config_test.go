@@ -9,8 +9,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
 
 // TestRestoredStateKeepsSettings, on swtpm: the state directory is copied,
