@@ -14,13 +14,15 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/token"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
+	"github.com/tpm-u2f/tpm-u2f/tpm"
 )
 
 // configCommand: tpm-u2f config show | set. The settings CTAP's
 // authenticatorConfig changes (alwaysUv, the minimum PIN length and the
-// RP IDs that may read it, forcePINChange), through the running daemon.
-// A change needs the PIN when one is set, read as `tpm-u2f pin` reads it,
-// and an Allow on the desktop.
+// RP IDs that may read it, forcePINChange), through the running daemon,
+// or, when none runs, in the TPM directly (as `tpm-u2f pin` does). A
+// change needs the PIN when one is set, read as `tpm-u2f pin` reads it,
+// and, through the daemon, an Allow on the desktop.
 func configCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, fs, socket, err := subcommand("config", args, stderr,
 		"show | set [--always-uv on|off] [--min-pin-length N] [--force-pin-change] [--rp-id ID]... [--stdin] [--control PATH]", "show", "set")
@@ -55,14 +57,17 @@ func configCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fs.Var(&rpIDs, "rp-id", fmt.Sprintf("an RP ID that may read the minimum PIN length (minPinLength extension; up to %d, replaces the list)", token.MaxMinPINLengthRPIDs))
 	}
 	fromStdin := fs.Bool("stdin", false, "read the PIN from standard input (for scripts)")
+	tpmSpec := fs.String("tpm", defaultTPM(), "when no daemon runs: the TPM, as for run --tpm; env TPM_U2F_TPM")
+	state := fs.String("state", defaultStateDir(), "when no daemon runs: the state directory, as for run --state")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	path, err := socket()
+	b, err := connectConfig(socket, *tpmSpec, *state, stderr)
 	if err != nil {
 		return err
 	}
-	rsp, err := callDaemon(path, control.Request{Command: "config"}, stderr)
+	defer b.close()
+	current, err := b.config(nil, nil)
 	if err != nil {
 		return err
 	}
@@ -72,8 +77,8 @@ func configCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			fmt.Fprintln(stderr, "tpm-u2f config set: nothing to change (see tpm-u2f config set -h)")
 			return errUsage
 		}
-		req := control.Request{Command: "config", Config: &change}
-		if rsp.Settings.PINSet {
+		var h []byte
+		if current.PINSet {
 			in := &pinReader{ctx: ctx, r: pinInput, stdin: *fromStdin, prompt: stderr}
 			p, err := in.read("PIN: ")
 			if err != nil {
@@ -82,19 +87,80 @@ func configCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 			if len(p) == 0 {
 				return errors.New("no PIN given; nothing was changed")
 			}
-			req.PINHash = pinHash(p)
+			h = pinHash(p)
+			defer clear(h)
 		}
-		fmt.Fprintln(stderr, "tpm-u2f: allow changing the key's settings in the desktop prompt")
-		rsp, err = control.Call(path, req)
-		req.Zero()
-		if err != nil {
+		if !b.direct() {
+			fmt.Fprintln(stderr, "tpm-u2f: allow changing the key's settings in the desktop prompt")
+		}
+		if current, err = b.config(&change, h); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "settings changed")
 	}
-	showSettings(stdout, rsp.Settings)
+	showSettings(stdout, &current)
+	if b.direct() {
+		fmt.Fprintln(stdout, "(no daemon running: the settings in the TPM directly)")
+	}
 	return nil
 }
+
+// configBackend is where config commands go: the daemon, or the TPM.
+type configBackend interface {
+	config(change *control.ConfigChange, pinHash []byte) (control.Settings, error)
+	direct() bool
+	close()
+}
+
+// connectConfig reaches the daemon, or, when none answers, the TPM
+// directly (openDirectPIN: the same --tpm, --state and state lock).
+func connectConfig(socket func() (string, error), tpmSpec, state string, stderr io.Writer) (configBackend, error) {
+	path, perr := socket()
+	if perr == nil {
+		if _, err := control.Call(path, control.Request{Command: "config"}); !errors.Is(err, control.ErrNoDaemon) {
+			return daemonConfig(path), nil
+		}
+	}
+	d, err := openDirectPIN(tpmSpec, state, stderr)
+	if err != nil {
+		where := "no control socket"
+		if perr == nil {
+			where = "no control socket at " + path
+		}
+		return nil, fmt.Errorf("the daemon is not running (%s), and the TPM could not be used directly: %w", where, err)
+	}
+	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: d.engine}, PIN: token.TPMPIN{Engine: d.engine}, Settings: d.engine})
+	return &directConfig{d: d, auth: auth}, nil
+}
+
+type daemonConfig string
+
+func (d daemonConfig) config(change *control.ConfigChange, h []byte) (control.Settings, error) {
+	req := control.Request{Command: "config", Config: change, PINHash: h}
+	rsp, err := control.Call(string(d), req)
+	if err != nil {
+		return control.Settings{}, err
+	}
+	if rsp.Settings == nil {
+		return control.Settings{}, errors.New("the daemon sent no settings")
+	}
+	return *rsp.Settings, nil
+}
+
+func (daemonConfig) direct() bool { return false }
+func (daemonConfig) close()       {}
+
+type directConfig struct {
+	d    *directPIN
+	auth *token.Authenticator
+}
+
+func (c *directConfig) config(change *control.ConfigChange, h []byte) (control.Settings, error) {
+	return applyConfig(c.d.engine, c.auth, change, h, nil)
+}
+
+func (*directConfig) direct() bool { return true }
+func (c *directConfig) close()     { c.auth.Close(); c.d.close() }
 
 type rpIDList []string
 
@@ -122,8 +188,21 @@ func showSettings(w io.Writer, s *control.Settings) {
 // is set; a wrong one spends a retry, as over CTAP) and an Allow on the
 // desktop, asked before the PIN is tried as for `tpm-u2f pin change`.
 func (d *daemon) Config(change *control.ConfigChange, pinHash []byte) (control.Settings, error) {
+	s, err := applyConfig(d.engine, d.auth, change, pinHash, func() error {
+		return d.confirm("change the key's settings (from the command line)")
+	})
+	if err == nil && change != nil {
+		d.log.Info("settings changed from the command line")
+	}
+	return s, err
+}
+
+// applyConfig checks the PIN (when one is set) and applies change through
+// auth's rules, after confirm (nil: none, the user is at the command
+// line with the daemon stopped); it returns the settings in force.
+func applyConfig(engine *tpm.Engine, auth *token.Authenticator, change *control.ConfigChange, pinHash []byte, confirm func() error) (control.Settings, error) {
 	if change != nil {
-		st, err := d.engine.PINStatus()
+		st, err := engine.PINStatus()
 		switch {
 		case err != nil:
 			return control.Settings{}, controlPINError(err)
@@ -132,34 +211,35 @@ func (d *daemon) Config(change *control.ConfigChange, pinHash []byte) (control.S
 		case st.Set && st.Retries == 0:
 			return control.Settings{}, control.ErrPINBlocked
 		}
-		if err := d.confirm("change the key's settings (from the command line)"); err != nil {
-			return control.Settings{}, err
+		if confirm != nil {
+			if err := confirm(); err != nil {
+				return control.Settings{}, err
+			}
 		}
 		if st.Set {
-			retries, err := d.engine.CheckPIN(pinHash)
+			retries, err := engine.CheckPIN(pinHash)
 			if err != nil {
 				return control.Settings{}, control.PINError(controlPINError(err), retries)
 			}
 		}
-		if err := d.auth.SetSettingsFromCLI(change.AlwaysUV, change.MinPINLength, change.ForcePINChange, change.RPIDs); err != nil {
-			return control.Settings{}, d.settingsError(err)
+		if err := auth.SetSettingsFromCLI(change.AlwaysUV, change.MinPINLength, change.ForcePINChange, change.RPIDs); err != nil {
+			return control.Settings{}, settingsError(auth, err)
 		}
-		d.log.Info("settings changed from the command line")
 	}
-	s, err := d.auth.Settings()
+	s, err := auth.Settings()
 	if err != nil {
 		return control.Settings{}, err
 	}
-	st, _ := d.engine.PINStatus()
+	st, _ := engine.PINStatus()
 	return control.Settings{AlwaysUV: s.AlwaysUV, MinPINLength: max(pin.MinLength, s.MinPINLength),
 		ForcePINChange: s.ForcePINChange, RPIDs: len(s.MinPINLengthRPIDs), PINSet: st.Set}, nil
 }
 
 // settingsError says in words why a change was refused.
-func (d *daemon) settingsError(err error) error {
+func settingsError(auth *token.Authenticator, err error) error {
 	switch ctap2.StatusOf(err) {
 	case ctap2.ErrPINPolicyViolation:
-		s, _ := d.auth.Settings()
+		s, _ := auth.Settings()
 		return fmt.Errorf("the minimum PIN length can only grow (it is %d)", max(pin.MinLength, s.MinPINLength))
 	case ctap2.ErrKeyStoreFull:
 		return fmt.Errorf("at most %d RP IDs", token.MaxMinPINLengthRPIDs)

@@ -34,7 +34,7 @@ commands:
             the daemon, or the TPM directly when none runs; --stdin for scripts)
   config show | set
             alwaysUv, the minimum PIN length, forcePINChange (through the
-            daemon; a change needs the PIN)
+            daemon, or the TPM directly when none runs; a change needs the PIN)
   install   install the systemd user unit (--system: udev rules, uhid at boot, the tpm-u2f group)
   demo      register and sign in against a WebAuthn relying party, on the embedded TPM simulator
   version   print the version
