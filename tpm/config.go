@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -253,11 +252,4 @@ func (e *Engine) SetSettings(s Settings) error {
 func cloneSettings(s Settings) Settings {
 	s.MinPINLengthRPIDs = append([][32]byte(nil), s.MinPINLengthRPIDs...)
 	return s
-}
-
-// equalSettings is for tests.
-func equalSettings(a, b Settings) bool {
-	x, _ := encodeSettings(0, a)
-	y, _ := encodeSettings(0, b)
-	return bytes.Equal(x, y)
 }

@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"testing"
@@ -121,4 +122,10 @@ func TestSettingsDecodeRefusesDamage(t *testing.T) {
 	if _, err := decodeSettings(good[:20], 7); !errors.Is(err, ErrSettings) {
 		t.Errorf("short: %v", err)
 	}
+}
+
+func equalSettings(a, b Settings) bool {
+	x, _ := encodeSettings(0, a)
+	y, _ := encodeSettings(0, b)
+	return bytes.Equal(x, y)
 }
