@@ -39,6 +39,9 @@ type Request struct {
 	// into a Response.
 	PINHash    []byte `json:"pin_hash,omitempty"`
 	NewPINHash []byte `json:"new_pin_hash,omitempty"`
+	// Config is the change a config request asks for; nil only reads
+	// the settings (config.go).
+	Config *ConfigChange `json:"config,omitempty"`
 }
 
 // PINHashSize is the length of a CTAP pinHash.
@@ -71,6 +74,8 @@ type Response struct {
 	// a wrong PIN (pin-change), and is nil when not known.
 	PINSet     bool `json:"pin_set,omitempty"`
 	PINRetries *int `json:"pin_retries,omitempty"`
+	// Settings answers config.
+	Settings *Settings `json:"settings,omitempty"`
 }
 
 // Status is what `tpm-u2f status` shows.
@@ -304,6 +309,8 @@ func (s *Server) handle(req Request) Response {
 			return rsp
 		}
 		return Response{OK: true, PINSet: true}
+	case "config":
+		return s.config(req)
 	}
 	s.log.Info("control: unknown command", "command", req.Command)
 	return Response{Error: fmt.Sprintf("unknown command %q", req.Command)}

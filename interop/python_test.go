@@ -118,3 +118,23 @@ func TestPythonFido2Extensions(t *testing.T) {
 		t.Fatalf("daemon exit: %v", err)
 	}
 }
+
+// TestPythonFido2Config: python-fido2's Config (toggle_always_uv,
+// set_min_pin_length) with pinUvAuthTokens carrying acfg, both PIN/UV auth
+// protocols; getInfo follows; alwaysUv makes UV necessary and switches
+// U2F off (CTAPHID_MSG refused); a raised minimum forces a PIN change
+// that a too-short PIN cannot satisfy, and changePIN ends it. A pcmr
+// token (CTAP 2.2) lists credentials, again, and cannot delete them.
+func TestPythonFido2Config(t *testing.T) {
+	py := pythonWithFido2(t)
+	addr, stop, _, _ := startDaemonEnv(t, t.TempDir(), nil, "--tpm", "sim", "--ctap2")
+	host, port, _ := net.SplitHostPort(clientAddr(t, addr))
+	out, err := exec.Command(py, "python/config_udp.py", host, port).CombinedOutput()
+	t.Logf("python-fido2:\n%s", out)
+	if err != nil || !strings.Contains(string(out), " 0 failed") {
+		t.Fatalf("python-fido2 config interop failed: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+}

@@ -92,6 +92,12 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 			return nil, err
 		}
 		return a.largeBlobs(req)
+	case ctap2.CmdConfig:
+		req, p, err := ctap2.DecodeConfig(params)
+		if err != nil {
+			return nil, err
+		}
+		return a.authenticatorConfig(req, p)
 	case ctap2.CmdSelection:
 		if err := a.askUser(ctx, presence.Request{Operation: "select this key"}, setStatus); err != nil {
 			return nil, err

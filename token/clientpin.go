@@ -7,6 +7,7 @@ import (
 	"errors"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
@@ -62,6 +63,19 @@ type pinState struct {
 	issued   time.Time
 	used     bool
 	throttle pin.Throttle
+	// The persistentPinUvAuthToken (CTAP 2.2, pcmr permission): its own
+	// token, for credentialManagement's read-only subcommands only; no
+	// usage timer, not consumed by use, kept across re-plugs (a power
+	// cycle of this key); it ends with a PIN change, a reset, Lock, a new
+	// pcmr token, and the daemon's end (it is never written down).
+	persist      []byte
+	persistProto pin.Protocol
+}
+
+// resetPersistent ends the persistentPinUvAuthToken. Called with mu held.
+func (s *pinState) resetPersistent() {
+	pin.Zero(s.persist)
+	s.persist, s.persistProto = nil, nil
 }
 
 // resetToken invalidates the pinUvAuthToken (resetPinUvAuthToken, which
@@ -190,9 +204,20 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 		if perms == 0 {
 			return nil, ctap2.ErrInvalidParameter
 		}
+		if perms&ctap2.PermPersistentCredMgmtRO != 0 && a.cfg.Resident != nil {
+			// pcmr is a token of its own, for read-only credential
+			// management: asked for alone and unbound to an RP.
+			if perms != ctap2.PermPersistentCredMgmtRO || req.RPID != nil {
+				return nil, ctap2.ErrInvalidParameter
+			}
+			return a.getPinToken(ctx, s, proto, req, perms, "")
+		}
 		grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
 		if a.largeBlobsOn() {
 			grantable |= ctap2.PermLargeBlobWrite
+		}
+		if a.cfg.Settings != nil {
+			grantable |= ctap2.PermAuthnrConfig
 		}
 		if perms&^grantable != 0 {
 			return nil, ctap2.ErrUnauthorizedPerm
@@ -226,23 +251,30 @@ func sharedSecret(s *pinState, proto pin.Protocol, key *ctap2.COSEKey) ([]byte, 
 	return shared, nil
 }
 
-// decryptNewPIN checks newPinEnc and returns the new PIN's hash.
-func decryptNewPIN(proto pin.Protocol, shared, newPinEnc []byte) ([]byte, error) {
+// decryptNewPIN checks newPinEnc and returns the new PIN's hash and its
+// length in code points. A PIN shorter than minLength (the minimum in
+// force, which setMinPINLength may have raised) is PIN_POLICY_VIOLATION
+// (sections 6.5.5.5 and 6.5.5.6).
+func decryptNewPIN(proto pin.Protocol, shared, newPinEnc []byte, minLength int) ([]byte, int, error) {
 	padded, err := proto.Decrypt(shared, newPinEnc)
 	if err != nil {
-		return nil, ctap2.ErrInvalidParameter
+		return nil, 0, ctap2.ErrInvalidParameter
 	}
 	defer pin.Zero(padded)
 	p, err := pin.Unpad(padded)
 	if err != nil {
-		return nil, ctap2.ErrPINPolicyViolation
+		return nil, 0, ctap2.ErrPINPolicyViolation
 	}
 	if err := pin.Validate(p); err != nil {
-		return nil, ctap2.ErrPINPolicyViolation
+		return nil, 0, ctap2.ErrPINPolicyViolation
+	}
+	n := utf8.RuneCount(p)
+	if n < minLength {
+		return nil, 0, ctap2.ErrPINPolicyViolation
 	}
 	h := sha256.Sum256(p)
 	defer pin.Zero(h[:])
-	return bytes.Clone(h[:16]), nil
+	return bytes.Clone(h[:16]), n, nil
 }
 
 func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.ClientPINRequest) error {
@@ -264,7 +296,11 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 	if !proto.Verify(shared, req.NewPinEnc, req.PinUvAuthParam) {
 		return ctap2.ErrPINAuthInvalid
 	}
-	h, err := decryptNewPIN(proto, shared, req.NewPinEnc)
+	st, err := a.settings()
+	if err != nil {
+		return err
+	}
+	h, n, err := decryptNewPIN(proto, shared, req.NewPinEnc, minPINLength(st))
 	if err != nil {
 		return err
 	}
@@ -272,6 +308,7 @@ func (a *Authenticator) setPIN(s *pinState, proto pin.Protocol, req *ctap2.Clien
 	if err := a.cfg.PIN.SetPIN(h); err != nil {
 		return err
 	}
+	a.pinChanged(n)
 	a.log.Info("PIN set")
 	return nil
 }
@@ -356,7 +393,11 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 	}
 	// The new PIN is checked before the old one, so a malformed new PIN
 	// costs no retry. The store checks the old PIN and re-arms in one go.
-	newHash, err := decryptNewPIN(proto, shared, req.NewPinEnc)
+	st, err := a.settings()
+	if err != nil {
+		return err
+	}
+	newHash, n, err := decryptNewPIN(proto, shared, req.NewPinEnc, minPINLength(st))
 	if err != nil {
 		return err
 	}
@@ -366,6 +407,8 @@ func (a *Authenticator) changePIN(ctx context.Context, s *pinState, proto pin.Pr
 		return err
 	}
 	s.resetToken()
+	s.resetPersistent()
+	a.pinChanged(n)
 	a.log.Info("PIN changed")
 	return nil
 }
@@ -393,6 +436,29 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 	defer pin.Zero(shared)
 	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc, a.cfg.PIN.CheckPIN); err != nil {
 		return nil, err
+	}
+	// Section 6.5.5.7.1/6.5.5.7.2: once the PIN is verified (its
+	// retries restored), a forced change comes first: no token until
+	// changePIN.
+	if st, err := a.settings(); err != nil {
+		return nil, err
+	} else if st.ForcePINChange {
+		s.resetToken()
+		return nil, ctap2.ErrPINPolicyViolation
+	}
+	if perms == ctap2.PermPersistentCredMgmtRO {
+		tok, err := pin.NewPinUvAuthToken()
+		if err != nil {
+			return nil, err
+		}
+		enc, err := proto.Encrypt(shared, tok)
+		if err != nil {
+			pin.Zero(tok)
+			return nil, err
+		}
+		s.resetPersistent()
+		s.persist, s.persistProto = tok, proto
+		return ctap2.Marshal(ctap2.ClientPINResponse{PinUvAuthToken: enc})
 	}
 	s.resetToken()
 	tok, err := pin.NewPinUvAuthToken()
@@ -451,6 +517,26 @@ func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte,
 	return nil
 }
 
+// verifyPersistent checks a pinUvAuthParam over msg against the
+// persistentPinUvAuthToken. It neither starts nor consults a usage timer
+// and does not use the token up.
+func (a *Authenticator) verifyPersistent(protoVersion *uint64, param, msg []byte) error {
+	if protoVersion == nil {
+		return ctap2.ErrMissingParameter
+	}
+	proto, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16)))
+	if !ok {
+		return ctap2.ErrInvalidParameter
+	}
+	s := &a.pin
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.persist == nil || s.persistProto.Version() != proto.Version() || !proto.Verify(s.persist, msg, param) {
+		return ctap2.ErrPINAuthInvalid
+	}
+	return nil
+}
+
 // pinUvAuthForRequest applies the pinUvAuthParam rules shared by
 // makeCredential and getAssertion (sections 6.1.2 and 6.2.2, steps 1-6):
 // a zero-length param is the platform's "touch to select" probe; a
@@ -458,6 +544,23 @@ func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte,
 // required is set (then PUAT_REQUIRED when a PIN exists).
 func (a *Authenticator) pinUvAuthForRequest(ctx context.Context, param *[]byte, protoVersion *uint64, cdh []byte, perm uint64, rpID string, probe func() error) (uv bool, err error) {
 	if param == nil {
+		// alwaysUv: every makeCredential and getAssertion needs user
+		// verification, which this key has only through a PIN: a platform
+		// is told to get a pinUvAuthToken (PUAT_REQUIRED), or to set a PIN
+		// first (PIN_NOT_SET), as OpenSK and trussed's fido-authenticator
+		// answer.
+		if st, err := a.settings(); err != nil {
+			return false, err
+		} else if st.AlwaysUV && a.cfg.PIN != nil {
+			set, err := a.pinSet()
+			if err != nil {
+				return false, err
+			}
+			if !set {
+				return false, ctap2.ErrPINNotSet
+			}
+			return false, ctap2.ErrPUATRequired
+		}
 		return false, nil
 	}
 	if a.cfg.PIN == nil {

@@ -50,10 +50,21 @@ func (a *Authenticator) credentialManagement(req *ctap2.CredMgmtRequest, params 
 		return nil, ctap2.ErrPUATRequired
 	}
 	msg := append([]byte{byte(sub)}, req.SubCommandParams...)
+	persistent := false
 	if err := a.verifyPinUvAuth(req.PinUvAuthProtocol, req.PinUvAuthParam, msg, ctap2.PermCredMgmt, ""); err != nil {
-		return nil, err
+		// CTAP 2.2: the persistentPinUvAuthToken (pcmr) authorises the
+		// read-only subcommands, never deleteCredential or
+		// updateUserInformation.
+		readOnly := sub == ctap2.CredMgmtGetMetadata || sub == ctap2.CredMgmtEnumerateRPsBegin || sub == ctap2.CredMgmtEnumerateCredsBegin
+		if !readOnly || a.verifyPersistent(req.PinUvAuthProtocol, req.PinUvAuthParam, msg) != nil {
+			return nil, err
+		}
+		persistent = true
 	}
-	bound := a.boundRPID()
+	bound := ""
+	if !persistent {
+		bound = a.boundRPID()
+	}
 	all, err := a.cfg.Resident.All()
 	if err != nil {
 		a.log.Warn("credential store: some entries could not be read", "err", err)

@@ -1,6 +1,9 @@
 package token
 
 import (
+	"crypto/sha256"
+	"slices"
+
 	"github.com/fxamacker/cbor/v2"
 	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
@@ -90,10 +93,15 @@ func (a *Authenticator) parseMakeCredentialExtensions(ext map[string]cbor.RawMes
 // minPINLengthFor is what the minPinLength extension (CTAP 2.1 section
 // 12.4) may tell rpID: the current minimum PIN length, and whether rpID
 // is on the list authenticatorConfig's setMinPINLength keeps
-// (minPinLengthRPIDs). Until that list exists nobody is on it.
+// (minPinLengthRPIDs), kept as SHA-256 hashes in the TPM's settings.
+// Settings that cannot be read tell nobody.
 func (a *Authenticator) minPINLengthFor(rpID string) (uint64, bool) {
-	_ = rpID
-	return pin.MinLength, false
+	s, err := a.settings()
+	if err != nil {
+		return pin.MinLength, false
+	}
+	listed := slices.Contains(s.MinPINLengthRPIDs, sha256.Sum256([]byte(rpID)))
+	return uint64(minPINLength(s)), listed
 }
 
 // getAssertionExtensions is what a getAssertion asked for beyond

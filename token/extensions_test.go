@@ -402,8 +402,8 @@ func TestAttestationFormatsPreference(t *testing.T) {
 	}
 }
 
-// minPinLength (section 12.4): no RP is on the list until
-// authenticatorConfig sets one, so there is no output.
+// minPinLength (section 12.4): an RP that is not on setMinPINLength's list
+// gets no output (TestMinPinLengthExtensionForListedRP: one on it does).
 func TestMinPinLengthExtensionForUnlistedRP(t *testing.T) {
 	a, _ := extToken(t)
 	r := mc(t, a, "example.org", map[int]any{6: map[string]any{"minPinLength": true}})

@@ -1,7 +1,6 @@
 package token
 
 import (
-	"github.com/tpm-u2f/tpm-u2f/pin"
 	"github.com/tpm-u2f/tpm-u2f/token/ctap2"
 )
 
@@ -13,7 +12,7 @@ var AAGUID = [16]byte{0x7f, 0x3a, 0x52, 0xc4, 0x1e, 0x9b, 0x4d, 0x60, 0xa1, 0x0d
 // the implementation: nothing is claimed that is not done.
 func (a *Authenticator) info() ctap2.Info {
 	info := ctap2.Info{
-		Versions:                 []string{"U2F_V2", "FIDO_2_0", "FIDO_2_1"},
+		Versions:                 []string{"FIDO_2_0", "FIDO_2_1"},
 		AAGUID:                   AAGUID[:],
 		Options:                  map[string]bool{"rk": a.cfg.Resident != nil, "up": true, "plat": false},
 		MaxMsgSize:               maxMsgSize,
@@ -24,14 +23,23 @@ func (a *Authenticator) info() ctap2.Info {
 		FirmwareVersion:          1,
 		AttestationFormats:       attestationFormats,
 	}
-	// Versions: never FIDO_2_2 (the brief and CTAP 2.2's getInfo text: 2.2
-	// authenticators report FIDO_2_1). FIDO_2_3 is not listed: CTAP 2.3
-	// (section 6.4) adds what this token does not do yet, among it the
-	// persistent read-only credential management token (pcmr) and getInfo's
-	// authenticatorConfigCommands, and the spec's list of what a 2.3
-	// authenticator must do has not been checked item by item here. What
-	// is met of 2.2/2.3 so far: hmac-secret-mc, thirdPartyPayment,
-	// attestationFormats and attestationFormatsPreference.
+	// Versions: never FIDO_2_2 (CTAP 2.2's getInfo text: 2.2
+	// authenticators report FIDO_2_1). FIDO_2_3 is not listed: the spec's
+	// list of what a 2.3 authenticator must do has not been checked item
+	// by item here (its text is not at hand), and a version claimed but not
+	// met is worse than one not claimed. What is met of 2.2/2.3:
+	// hmac-secret-mc, thirdPartyPayment, attestationFormats and
+	// attestationFormatsPreference, the persistent read-only credential
+	// management token (pcmr) and authenticatorConfigCommands.
+	s, err := a.settings()
+	if err != nil {
+		a.log.Error("reading the settings", "err", err)
+	}
+	if err == nil && !s.AlwaysUV {
+		// U2F cannot verify the user: not offered while alwaysUv is on
+		// (nor while the settings cannot be read).
+		info.Versions = append([]string{"U2F_V2"}, info.Versions...)
+	}
 	if a.cfg.Resident != nil {
 		// Exactly what is implemented: credProtect (CTAP 2.1 section 12.1),
 		// credBlob (12.2), thirdPartyPayment (CTAP 2.2); hmac-secret (12.5)
@@ -63,11 +71,24 @@ func (a *Authenticator) info() ctap2.Info {
 		info.Options["pinUvAuthToken"] = true
 		// Non-discoverable credentials need no PIN, as with U2F; a
 		// discoverable one does once a PIN is set (section 6.1.2 step 6).
-		info.Options["makeCredUvNotRqd"] = true
+		// alwaysUv makes it false (CTAP 2.1 section 6.4, alwaysUv).
+		info.Options["makeCredUvNotRqd"] = !s.AlwaysUV
 		info.PinUvAuthProtocols = []uint64{2, 1}
-		info.MinPINLength = pin.MinLength
+		info.MinPINLength = uint64(minPINLength(s))
+		info.ForcePINChange = s.ForcePINChange
+		if a.cfg.Settings != nil {
+			info.Options["authnrCfg"] = true
+			info.Options["alwaysUv"] = s.AlwaysUV
+			info.Options["setMinPINLength"] = true
+			n := uint64(MaxMinPINLengthRPIDs)
+			info.MaxRPIDsForSetMinPINLength = &n
+			// CTAP 2.3: the subcommands answered other than with an
+			// error for an unsupported feature.
+			info.AuthenticatorConfigCommands = []uint64{ctap2.ConfigToggleAlwaysUV, ctap2.ConfigSetMinPINLength}
+		}
 		if a.cfg.Resident != nil {
 			info.Options["credMgmt"] = true
+			info.Options["perCredMgmtRO"] = true
 		}
 	}
 	return info

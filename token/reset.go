@@ -34,6 +34,7 @@ func (a *Authenticator) reset(ctx context.Context, setStatus func(byte)) error {
 	a.blobs.clear()
 	a.gate.reset()
 	a.pin.powerCycle() // the PIN is gone, and with it every pinUvAuthToken
+	a.ResetPINToken()  // the persistent one too, which a re-plug keeps
 	a.log.Warn("the key was reset: every credential is gone")
 	return nil
 }

@@ -63,6 +63,10 @@ type Config struct {
 	// PIN keeps the clientPIN PIN; nil means the token offers no PIN
 	// (getInfo has no clientPin option).
 	PIN PINStore
+	// Settings keeps authenticatorConfig's settings (alwaysUv, the
+	// minimum PIN length, forcePINChange); nil means the token offers no
+	// authenticatorConfig and enforces the defaults.
+	Settings SettingsStore
 	// Reset wipes every credential (authenticatorReset): a new TPM
 	// identity, an emptied credential store. Nil refuses resets.
 	Reset func() error
@@ -193,6 +197,7 @@ func (a *Authenticator) ResetPINToken() {
 	a.pin.mu.Lock()
 	defer a.pin.mu.Unlock()
 	a.pin.resetToken()
+	a.pin.resetPersistent()
 }
 
 // Close stops pending prompts.

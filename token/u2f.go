@@ -55,6 +55,12 @@ func (a *Authenticator) HandleAPDU(ctx context.Context, msg []byte) []byte {
 }
 
 func (a *Authenticator) handleAPDU(ctx context.Context, msg []byte) ([]byte, error) {
+	if !a.U2FAllowed() {
+		// alwaysUv is on: U2F is not offered (getInfo leaves U2F_V2 out,
+		// and the CTAPHID server refuses CTAPHID_MSG when wired to
+		// U2FAllowed); an APDU that reaches us anyway is refused whole.
+		return nil, apduErr(SWInsNotSupported, "U2F is off while alwaysUv is on")
+	}
 	apdu, err := ParseAPDU(msg)
 	if err != nil {
 		return nil, err

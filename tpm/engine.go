@@ -57,6 +57,8 @@ type Engine struct {
 	// algorithms this TPM can make credentials with (probeAlgorithms),
 	// fixed at New.
 	algorithms []Algorithm
+	// settingsCache is the configuration last read or written (config.go).
+	settingsCache *settingsCache
 }
 
 // New opens an engine over t for the installation id. It creates the
@@ -114,6 +116,10 @@ func New(t transport.TPM, id Identity, opt Options) (*Engine, Identity, error) {
 		return nil, id, &CommandError{"StartAuthSession", err}
 	}
 	if err := e.afterIdentityChange(); err != nil {
+		e.closeLocked()
+		return nil, id, err
+	}
+	if _, err := e.settings(); err != nil {
 		e.closeLocked()
 		return nil, id, err
 	}

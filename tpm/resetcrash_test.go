@@ -128,6 +128,12 @@ func TestResetKilledAtEveryStep(t *testing.T) {
 				if err := e.SetPIN(pinHash("1234")); err != nil {
 					t.Fatal(err)
 				}
+				// authenticatorConfig's settings go with the old identity
+				// and come back as the defaults with the new one.
+				configured := tpm.Settings{AlwaysUV: true, MinPINLength: 8, PINLength: 4}
+				if err := e.SetSettings(configured); err != nil {
+					t.Fatal(err)
+				}
 				cred, _ := newCredential(t, e, rp("example.org"))
 				cr, err := e.CredRandom(cred, true)
 				if err != nil {
@@ -167,23 +173,26 @@ func TestResetKilledAtEveryStep(t *testing.T) {
 					gotCR, crErr := e.CredRandom(cred, true)
 					gotSecret, unsealErr := e.Unseal(blob)
 					st, pinErr := e.PINStatus()
-					if crErr != nil || pinErr != nil {
-						t.Fatalf("CredRandom %v, PINStatus %v", crErr, pinErr)
+					settings, settingsErr := e.Settings()
+					if crErr != nil || pinErr != nil || settingsErr != nil {
+						t.Fatalf("CredRandom %v, PINStatus %v, Settings %v", crErr, pinErr, settingsErr)
 					}
 					if v, err := e.NextCounter(); err != nil || v <= c0 {
 						t.Fatalf("signature counter %d after %d (%v)", v, c0, err)
 					}
 					switch {
 					case signErr == nil:
-						if !bytes.Equal(gotCR, cr) || unsealErr != nil || !bytes.Equal(gotSecret, secret) || !st.Set {
-							t.Fatalf("old credential signs but: hmac-secret same %v, unseal %v, PIN set %v",
-								bytes.Equal(gotCR, cr), unsealErr, st.Set)
+						if !bytes.Equal(gotCR, cr) || unsealErr != nil || !bytes.Equal(gotSecret, secret) || !st.Set ||
+							!settings.AlwaysUV || settings.MinPINLength != 8 {
+							t.Fatalf("old credential signs but: hmac-secret same %v, unseal %v, PIN set %v, settings %+v",
+								bytes.Equal(gotCR, cr), unsealErr, st.Set, settings)
 						}
 						return true
 					case errors.Is(signErr, tpm.ErrForeignCredential):
-						if bytes.Equal(gotCR, cr) || !errors.Is(unsealErr, tpm.ErrSealedForeign) || st.Set {
-							t.Fatalf("old credential is gone but: hmac-secret same %v, unseal %v, PIN set %v",
-								bytes.Equal(gotCR, cr), unsealErr, st.Set)
+						if bytes.Equal(gotCR, cr) || !errors.Is(unsealErr, tpm.ErrSealedForeign) || st.Set ||
+							settings.AlwaysUV || settings.MinPINLength != 0 || settings.PINLength != 0 {
+							t.Fatalf("old credential is gone but: hmac-secret same %v, unseal %v, PIN set %v, settings %+v",
+								bytes.Equal(gotCR, cr), unsealErr, st.Set, settings)
 						}
 						if _, err := sign(e, mustCredential(t, e), rp("example.org"), "m"); err != nil {
 							t.Fatalf("new credential after the reset: %v", err)

@@ -304,6 +304,7 @@ func (d *daemon) SetPIN(h []byte) error {
 	if err := d.engine.SetPIN(h); err != nil {
 		return controlPINError(err)
 	}
+	d.auth.PINChangedFromCLI()
 	d.log.Info("PIN set from the command line")
 	return nil
 }
@@ -338,6 +339,7 @@ func (d *daemon) ChangePIN(old, new []byte) (int, error) {
 		return retries, controlPINError(err)
 	}
 	d.auth.ResetPINToken()
+	d.auth.PINChangedFromCLI()
 	d.log.Info("PIN changed from the command line")
 	return retries, nil
 }

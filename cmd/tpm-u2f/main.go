@@ -32,6 +32,9 @@ commands:
   pin status | set | change
             the key's PIN: retries left, set the first one, change it (through
             the daemon, or the TPM directly when none runs; --stdin for scripts)
+  config show | set
+            alwaysUv, the minimum PIN length, forcePINChange (through the
+            daemon, or the TPM directly when none runs; a change needs the PIN)
   install   install the systemd user unit (--system: udev rules, uhid at boot, the tpm-u2f group)
   doctor    check, in the order to fix them, what the key needs from this machine
             and desktop; print the command that fixes each problem (--json)
@@ -68,6 +71,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = resetCommand(ctx, args[1:], stdout, stderr)
 	case "pin":
 		err = pinCommand(ctx, args[1:], stdout, stderr)
+	case "config":
+		err = configCommand(ctx, args[1:], stdout, stderr)
 	case "install":
 		err = installCommand(ctx, args[1:], stdout, stderr)
 	case "demo":

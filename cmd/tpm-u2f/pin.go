@@ -53,7 +53,7 @@ func pinCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if set {
 			return control.ErrPINSet
 		}
-		h, err := in.newPIN()
+		h, err := in.newPIN(minPINLengthOf(b))
 		if err != nil {
 			return err
 		}
@@ -81,7 +81,7 @@ func pinCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		oldHash := pinHash(old)
 		defer clear(oldHash)
-		h, err := in.newPIN()
+		h, err := in.newPIN(minPINLengthOf(b))
 		if err != nil {
 			return err
 		}
@@ -158,7 +158,7 @@ const maxPINLine = 256
 
 // newPIN reads and validates a new PIN (twice from a terminal), and
 // returns its pinHash.
-func (r *pinReader) newPIN() ([]byte, error) {
+func (r *pinReader) newPIN(minLength int) ([]byte, error) {
 	p, err := r.read("New PIN: ")
 	if err != nil {
 		return nil, err
@@ -166,6 +166,10 @@ func (r *pinReader) newPIN() ([]byte, error) {
 	if err := pin.Validate(p); err != nil {
 		pin.Zero(p)
 		return nil, validationError(err)
+	}
+	if err := checkMinLength(p, minLength); err != nil {
+		pin.Zero(p)
+		return nil, err
 	}
 	if !r.stdin {
 		again, err := r.read("New PIN again: ")

@@ -219,7 +219,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	}
 	reset := func() error { return resetAll(f.state, backend, engine, creds, blobs, persist) }
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: ops.Prompter(prompter), Replay: ops.Replay(store), Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, LargeBlobs: blobs, Logger: log,
-		PresenceTimeout: f.prompt + time.Second, Reset: reset})
+		PresenceTimeout: f.prompt + time.Second, Reset: reset, Settings: engine})
 	defer auth.Close()
 
 	var (
@@ -286,6 +286,7 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		Capabilities:  caps,
 		DeviceVersion: [3]byte{0, 1, 0},
 		Logger:        log,
+		MsgRefused:    func() bool { return !auth.U2FAllowed() },
 	})
 	log.Info("tpm-u2f ready", "version", version, "tpm", f.tpm, "transport", f.transport, "presence", f.presence, "state", f.state)
 	// READY=1 only now: the HID device exists and the TPM answered (the

@@ -24,6 +24,9 @@ const (
 	PermBioEnrollment  uint64 = 0x08
 	PermLargeBlobWrite uint64 = 0x10
 	PermAuthnrConfig   uint64 = 0x20
+	// PermPersistentCredMgmtRO is CTAP 2.2's pcmr: a persistent token for
+	// credentialManagement's read-only subcommands.
+	PermPersistentCredMgmtRO uint64 = 0x40
 )
 
 // COSEKey is a P-256 public key as COSE_Key (RFC 8152): the platform's

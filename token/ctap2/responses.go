@@ -12,13 +12,18 @@ type Info struct {
 	MaxCredentialIDLength       uint64                `cbor:"8,keyasint,omitempty"`
 	Transports                  []string              `cbor:"9,keyasint,omitempty"`
 	Algorithms                  []CredentialParameter `cbor:"10,keyasint,omitempty"`
+	MaxSerializedLargeBlobArray uint64                `cbor:"11,keyasint,omitempty"`
 	ForcePINChange              bool                  `cbor:"12,keyasint,omitempty"`
 	MinPINLength                uint64                `cbor:"13,keyasint,omitempty"`
-	MaxSerializedLargeBlobArray uint64                `cbor:"11,keyasint,omitempty"`
 	FirmwareVersion             uint64                `cbor:"14,keyasint,omitempty"`
 	MaxCredBlobLength           uint64                `cbor:"15,keyasint,omitempty"`
-	RemainingDiscoverable       *uint64               `cbor:"20,keyasint,omitempty"`
-	AttestationFormats          []string              `cbor:"22,keyasint,omitempty"`
+	// MaxRPIDsForSetMinPINLength is 0x10 (section 6.4).
+	MaxRPIDsForSetMinPINLength *uint64  `cbor:"16,keyasint,omitempty"`
+	RemainingDiscoverable      *uint64  `cbor:"20,keyasint,omitempty"`
+	AttestationFormats         []string `cbor:"22,keyasint,omitempty"`
+	// AuthenticatorConfigCommands is CTAP 2.3's 0x1F: the
+	// authenticatorConfig subcommands the key implements.
+	AuthenticatorConfigCommands []uint64 `cbor:"31,keyasint,omitempty"`
 }
 
 // MakeCredentialResponse is authenticatorMakeCredential's response.

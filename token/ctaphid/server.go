@@ -17,6 +17,11 @@ type Options struct {
 	// and CapNMSG mean anything; a CBOR request without CapCBOR is
 	// ErrInvalidCmd.
 	Capabilities byte
+	// MsgRefused, when set and true, makes CTAPHID_MSG ERR_INVALID_CMD,
+	// as for a key without U2F (CapNMSG), without changing what INIT
+	// says: the token's alwaysUv switches U2F off at run time (OpenSK
+	// answers CTAPHID_MSG so while !allows_ctap1).
+	MsgRefused func() bool
 	// DeviceVersion is the major, minor and build number INIT reports.
 	DeviceVersion [3]byte
 	// MessageTimeout bounds the gap between packets of one message.
@@ -366,7 +371,7 @@ func (s *Server) dispatch(ctx context.Context, m *message, peer any) {
 		}
 		s.send(m.cid, CmdLock, nil, peer)
 	case CmdMsg:
-		if s.opt.Capabilities&CapNMSG != 0 {
+		if s.opt.Capabilities&CapNMSG != 0 || s.opt.MsgRefused != nil && s.opt.MsgRefused() {
 			s.sendError(m.cid, ErrInvalidCmd, peer)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -416,5 +417,26 @@ func TestUDP(t *testing.T) {
 			t.Fatalf("client %d over UDP: %v", i, err)
 		}
 		host.Close()
+	}
+}
+
+// TestMsgRefusedAtRunTime: while MsgRefused says so, CTAPHID_MSG is
+// ERR_INVALID_CMD, as on a key without U2F; CBOR goes on; once it says
+// no more, MSG is answered again.
+func TestMsgRefusedAtRunTime(t *testing.T) {
+	var refused atomic.Bool
+	refused.Store(true)
+	r := newRig(t, ctaphid.Options{Capabilities: ctaphid.CapCBOR, MsgRefused: refused.Load})
+	cid := r.init(t)
+	r.sendMsg(t, cid, ctaphid.CmdMsg, []byte("hi"))
+	r.expectError(t, cid, ctaphid.ErrInvalidCmd)
+	r.sendMsg(t, cid, ctaphid.CmdCBOR, []byte("cbor"))
+	if cmd, _ := r.recv(t, cid, false); cmd != ctaphid.CmdCBOR {
+		t.Fatalf("CBOR answered with 0x%02x", cmd)
+	}
+	refused.Store(false)
+	r.sendMsg(t, cid, ctaphid.CmdMsg, []byte("hi"))
+	if cmd, p := r.recv(t, cid, false); cmd != ctaphid.CmdMsg || string(p) != "echo:hi" {
+		t.Fatalf("MSG after: 0x%02x %q", cmd, p)
 	}
 }
