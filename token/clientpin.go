@@ -128,7 +128,7 @@ func (a *Authenticator) pinSet() (bool, error) {
 }
 
 // clientPIN implements authenticatorClientPIN (section 6.5.5).
-func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINRequest) ([]byte, error) {
+func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINRequest, setStatus func(byte)) ([]byte, error) {
 	if a.cfg.PIN == nil {
 		return nil, ctap2.ErrInvalidCommand
 	}
@@ -141,7 +141,7 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 		proto = p
 	}
 	sub := *req.SubCommand
-	if proto == nil && sub != ctap2.PINGetRetries {
+	if proto == nil && sub != ctap2.PINGetRetries && sub != ctap2.PINGetUVRetries {
 		return nil, ctap2.ErrMissingParameter
 	}
 	s := &a.pin
@@ -201,8 +201,10 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 			return nil, ctap2.ErrMissingParameter
 		}
 		return a.getPinToken(ctx, s, proto, req, perms, rpID)
-	case ctap2.PINGetTokenUsingUVWithPerms, ctap2.PINGetUVRetries:
-		return nil, ctap2.ErrInvalidSubcommand // no built-in user verification
+	case ctap2.PINGetTokenUsingUVWithPerms:
+		return a.getTokenUsingUV(ctx, s, proto, req, setStatus)
+	case ctap2.PINGetUVRetries:
+		return a.getUVRetries()
 	}
 	return nil, ctap2.ErrInvalidSubcommand
 }
@@ -390,6 +392,7 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc, a.cfg.PIN.CheckPIN); err != nil {
 		return nil, err
 	}
+	a.uvRetriesAfterPIN()
 	s.resetToken()
 	tok, err := pin.NewPinUvAuthToken()
 	if err != nil {

@@ -47,6 +47,7 @@ func (a *Authenticator) info() ctap2.Info {
 			info.Options["credMgmt"] = true
 		}
 	}
+	a.uvInfo(&info)
 	return info
 }
 

@@ -59,6 +59,10 @@ type Config struct {
 	// PIN keeps the clientPIN PIN; nil means the token offers no PIN
 	// (getInfo has no clientPin option).
 	PIN PINStore
+	// UV is built-in user verification (a fingerprint through fprintd)
+	// and UVRetries its retry count; both nil: none (uv.go).
+	UV        UserVerifier
+	UVRetries UVRetryStore
 	// Reset wipes every credential (authenticatorReset): a new TPM
 	// identity, an emptied credential store. Nil refuses resets.
 	Reset func() error
