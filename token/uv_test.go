@@ -347,3 +347,20 @@ func TestUVNoReader(t *testing.T) {
 		t.Fatalf("makeCredential with uv and no reader: %v", st)
 	}
 }
+
+// A fingerprint satisfies credProtect 3 (userVerificationRequired) as a
+// PIN does: the credential signs after a match, not without UV.
+func TestFingerprintSatisfiesCredProtect3(t *testing.T) {
+	r := newUVRig(t, &fprintdtest.Server{Enrolled: []string{"right-index-finger"}, Script: [][]fprintdtest.Status{match, match}}, nil)
+	st, body := call(t, r.a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{6: map[string]any{"credProtect": 3}, 7: map[string]bool{"uv": true}}))
+	if st != ctap2.OK {
+		t.Fatalf("makeCredential credProtect 3 with a fingerprint: %v", st)
+	}
+	cred := credentialIDOf(t, body)
+	if st, _ := newPlatform(t, r.a, 2).assertNoUV("example.org", cred); st != ctap2.ErrNoCredentials {
+		t.Fatalf("credProtect 3 without UV: %v, want NO_CREDENTIALS", st)
+	}
+	if st, flags := assertUV(t, r.a, context.Background(), "example.org", cred, nil); st != ctap2.OK || flags&ctap2.FlagUV == 0 {
+		t.Fatalf("credProtect 3 with a fingerprint: %v flags %#x", st, flags)
+	}
+}
