@@ -46,11 +46,11 @@ const (
 //
 // The token's state is section 6.5.2.1's: in use (token != nil),
 // permissions, a permissions RP ID, the user verified flag and the usage
-// timer. The user present flag is not kept: getPinUvAuthTokenUsingPin-
-// WithPermissions and getPinToken begin with userIsPresent false and only
-// built-in user verification could set it, which this token has not, so
-// it is always false and every makeCredential and up=true getAssertion
-// collects presence itself (OpenSK's PinUvAuthTokenState omits it too).
+// timer. The user present flag (up) is set only by built-in UV
+// (getPinUvAuthTokenUsingUvWithPermissions: a finger on the reader is
+// evidence of user interaction, uv.go); the PIN variants begin with
+// userIsPresent false, so with a PIN token every makeCredential and
+// up=true getAssertion collects presence itself.
 type pinState struct {
 	mu       sync.Mutex
 	ka       *pin.KeyAgreement
@@ -59,6 +59,7 @@ type pinState struct {
 	perms    uint64
 	rpID     string // the permissions RP ID; "" until bound
 	uv       bool   // the user verified flag
+	up       bool   // the user present flag
 	issued   time.Time
 	used     bool
 	throttle pin.Throttle
@@ -68,7 +69,7 @@ type pinState struct {
 // includes stopUsingPinUvAuthToken). Called with mu held.
 func (s *pinState) resetToken() {
 	pin.Zero(s.token)
-	s.token, s.proto, s.perms, s.rpID, s.uv, s.used = nil, nil, 0, "", false, false
+	s.token, s.proto, s.perms, s.rpID, s.uv, s.up, s.used = nil, nil, 0, "", false, false, false
 }
 
 // observeTimer stops a token whose usage timer ran out
@@ -90,7 +91,7 @@ func (a *Authenticator) presenceCollected() {
 	s := &a.pin
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.uv = false
+	s.uv, s.up = false, false
 	s.perms &= ctap2.PermLargeBlobWrite
 }
 

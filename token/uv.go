@@ -235,8 +235,15 @@ func (a *Authenticator) performBuiltInUv(ctx context.Context, op presence.Reques
 // unsupported uv option is INVALID_OPTION). A match is also the "evidence
 // of user interaction" of section 6.1.2 step 13 / 6.2.2: the caller sets
 // UP without asking again.
+//
+// It also reports presence given with a pinUvAuthToken that built-in UV
+// issued (its user present flag, section 6.5.2.1), so the caller does not
+// ask again.
 func (a *Authenticator) builtInUV(ctx context.Context, options map[string]bool, param *[]byte, uv bool, op presence.Request, setStatus func(byte)) (bool, error) {
-	if uv || param != nil || !ctap2.Option(options, "uv", false) || !a.uvConfigured() {
+	if uv {
+		return a.tokenUserPresent(), nil
+	}
+	if param != nil || !ctap2.Option(options, "uv", false) || !a.uvConfigured() {
 		return false, nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, uvProbeTimeout)
@@ -343,9 +350,28 @@ func (a *Authenticator) getTokenUsingUV(ctx context.Context, s *pinState, proto 
 		pin.Zero(tok)
 		return nil, err
 	}
-	// beginUsingPinUvAuthToken. The user present flag is not kept
-	// (pinState), so makeCredential and getAssertion still ask for
-	// presence once with this token.
-	s.token, s.proto, s.perms, s.rpID, s.uv, s.issued = tok, proto, perms, rpID, true, a.cfg.Now()
+	// beginUsingPinUvAuthToken(userIsPresent: true): the finger on the
+	// reader was evidence of user interaction (section 6.5.5.7.3), so the
+	// next makeCredential or getAssertion does not ask again (once:
+	// presenceCollected clears it; within userPresentTimeLimit).
+	s.token, s.proto, s.perms, s.rpID, s.uv, s.up, s.issued = tok, proto, perms, rpID, true, true, a.cfg.Now()
 	return ctap2.Marshal(ctap2.ClientPINResponse{PinUvAuthToken: enc})
+}
+
+// userPresentTimeLimit is how long a built-in UV token's user present
+// flag lasts (section 6.5.2.1, pinUvAuthTokenUsageTimerObserver): the
+// finger on the reader counts as presence for a request that follows it
+// promptly, not for one much later.
+const userPresentTimeLimit = initialUsage
+
+// tokenUserPresent reports the pinUvAuthToken's user present flag, just
+// verified by the caller.
+func (a *Authenticator) tokenUserPresent() bool {
+	s := &a.pin
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.up && a.cfg.Now().Sub(s.issued) > userPresentTimeLimit {
+		s.up = false
+	}
+	return s.token != nil && s.up
 }

@@ -364,3 +364,54 @@ func TestFingerprintSatisfiesCredProtect3(t *testing.T) {
 		t.Fatalf("credProtect 3 with a fingerprint: %v flags %#x", st, flags)
 	}
 }
+
+// onlyFingerprint denies every prompt but the one shown while the reader
+// waits, which it leaves open.
+type onlyFingerprint struct{}
+
+func (onlyFingerprint) Confirm(ctx context.Context, req presence.Request) error {
+	if strings.Contains(req.Operation, "fingerprint") {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return presence.ErrDenied
+}
+
+// A pinUvAuthToken from built-in UV carries the user present flag (CTAP
+// 2.1 6.5.5.7.3: the finger is evidence of user interaction): the next
+// makeCredential signs with UP and UV without asking again, once; a PIN
+// token does not, and asks.
+func TestUVTokenCarriesPresenceOnce(t *testing.T) {
+	r := newUVRig(t, &fprintdtest.Server{Enrolled: []string{"right-index-finger"}, Script: [][]fprintdtest.Status{match}}, onlyFingerprint{})
+	p := newPlatform(t, r.a, 2)
+	if st := p.setPIN(padded("1234")); st != ctap2.OK {
+		t.Fatalf("setPIN: %v", st)
+	}
+	if st := p.uvToken(ctap2.PermMakeCredential, "example.org"); st != ctap2.OK {
+		t.Fatalf("UV token: %v", st)
+	}
+	mc := func() (ctap2.Status, byte) {
+		params := makeCredParams("example.org", map[int]any{8: p.proto.Authenticate(p.token, hashOf("client data example.org")), 9: p.proto.Version()})
+		st, body := call(t, r.a, ctap2.CmdMakeCredential, params)
+		if st != ctap2.OK {
+			return st, 0
+		}
+		var rsp ctap2.MakeCredentialResponse
+		if err := cbor.Unmarshal(body, &rsp); err != nil {
+			t.Fatal(err)
+		}
+		return st, rsp.AuthData[32]
+	}
+	if st, flags := mc(); st != ctap2.OK || flags&(ctap2.FlagUP|ctap2.FlagUV) != ctap2.FlagUP|ctap2.FlagUV {
+		t.Fatalf("makeCredential with the UV token: %v flags %#x", st, flags)
+	}
+	if st, _ := mc(); st != ctap2.ErrPINAuthInvalid {
+		t.Fatalf("the UV token again: %v, want PIN_AUTH_INVALID (used up)", st)
+	}
+	if st := p.getToken("1234", ctap2.PermMakeCredential, "example.org"); st != ctap2.OK {
+		t.Fatalf("PIN token: %v", st)
+	}
+	if st, _ := mc(); st != ctap2.ErrOperationDenied {
+		t.Fatalf("makeCredential with a PIN token: %v, want the prompt asked (and denied)", st)
+	}
+}
