@@ -333,6 +333,9 @@ func (a *Authenticator) getTokenUsingUV(ctx context.Context, s *pinState, proto 
 	case rpID == "":
 		op.Operation, op.RelyingParty = "manage credentials", "this computer"
 	}
+	// Section 6.5.5.7.3 also resets pinRetries after a match. Not here:
+	// the PIN's count is a TPM PIN-fail index that only the PIN itself can
+	// re-arm (tpm/pinindex.go), so a finger never gives PIN guesses back.
 	s.mu.Unlock()
 	err = a.performBuiltInUv(ctx, op, setStatus)
 	s.mu.Lock()

@@ -415,3 +415,18 @@ func TestUVTokenCarriesPresenceOnce(t *testing.T) {
 		t.Fatalf("makeCredential with a PIN token: %v, want the prompt asked (and denied)", st)
 	}
 }
+
+// A reader that goes away while it waits (unplugged, suspended) ends the
+// verification with NOT_ALLOWED, costs no attempt, and is released.
+func TestUVReaderGoneMidVerifyCostsNoRetry(t *testing.T) {
+	r := newUVRig(t, &fprintdtest.Server{Enrolled: []string{"right-index-finger"},
+		Script: [][]fprintdtest.Status{{{Result: "verify-disconnected", Done: true}}}}, nil)
+	cred := newCredential(t, r.a, "example.org")
+	if st, _ := assertUV(t, r.a, context.Background(), "example.org", cred, nil); st != ctap2.ErrNotAllowed {
+		t.Fatalf("reader gone: %v", st)
+	}
+	if n := r.uvRetries(); n != tpm.UVRetries {
+		t.Fatalf("retries after the reader went: %d", n)
+	}
+	r.released()
+}
