@@ -200,6 +200,11 @@ func (a *Authenticator) performBuiltInUv(ctx context.Context, op presence.Reques
 		if err := a.cfg.UVRetries.ResetUVRetries(); err != nil {
 			a.log.Error("resetting the UV retries after a match", "err", err)
 		}
+		if a.Locked() {
+			// Locked while the reader waited (the screen locked): the
+			// finger verified the user, but a locked key does nothing.
+			return ctap2.ErrOperationDenied
+		}
 		a.log.Info("user verified by fingerprint", "operation", op.Operation, "rp", op.RelyingParty)
 		return nil
 	}
@@ -241,7 +246,13 @@ func (a *Authenticator) performBuiltInUv(ctx context.Context, op presence.Reques
 // ask again.
 func (a *Authenticator) builtInUV(ctx context.Context, options map[string]bool, param *[]byte, uv bool, op presence.Request, setStatus func(byte)) (bool, error) {
 	if uv {
-		return a.tokenUserPresent(), nil
+		if a.tokenUserPresent() {
+			if a.Locked() {
+				return false, ctap2.ErrOperationDenied // as askUser would
+			}
+			return true, nil
+		}
+		return false, nil
 	}
 	if param != nil || !ctap2.Option(options, "uv", false) || !a.uvConfigured() {
 		return false, nil
@@ -336,12 +347,20 @@ func (a *Authenticator) getTokenUsingUV(ctx context.Context, s *pinState, proto 
 	// Section 6.5.5.7.3 also resets pinRetries after a match. Not here:
 	// the PIN's count is a TPM PIN-fail index that only the PIN itself can
 	// re-arm (tpm/pinindex.go), so a finger never gives PIN guesses back.
+	ka := s.ka
 	s.mu.Unlock()
 	err = a.performBuiltInUv(ctx, op, setStatus)
 	s.mu.Lock()
 	if err != nil {
 		s.resetToken()
 		return nil, err
+	}
+	if s.ka != ka {
+		// Re-plugged (or a PIN error elsewhere) while the reader waited:
+		// the platform's shared secret is of a key agreement key that is
+		// gone, as after any PIN error (section 6.5.5.7).
+		s.resetToken()
+		return nil, ctap2.ErrPINAuthInvalid
 	}
 	s.resetToken()
 	tok, err := pin.NewPinUvAuthToken()

@@ -430,3 +430,26 @@ func TestUVReaderGoneMidVerifyCostsNoRetry(t *testing.T) {
 	}
 	r.released()
 }
+
+// lockDuringFingerprint locks the token while the reader waits.
+type lockDuringFingerprint struct{ a **token.Authenticator }
+
+func (l lockDuringFingerprint) Confirm(ctx context.Context, req presence.Request) error {
+	if strings.Contains(req.Operation, "fingerprint") {
+		(*l.a).Lock()
+	}
+	return nil
+}
+
+// A token locked while the reader waited (the screen locked) signs
+// nothing, even after a matching finger.
+func TestUVLockedWhileWaiting(t *testing.T) {
+	var a *token.Authenticator
+	r := newUVRig(t, &fprintdtest.Server{Enrolled: []string{"right-index-finger"}, Script: [][]fprintdtest.Status{match}}, lockDuringFingerprint{&a})
+	a = r.a
+	st, _ := call(t, r.a, ctap2.CmdMakeCredential, makeCredParams("example.org", map[int]any{7: map[string]bool{"uv": true}}))
+	if st != ctap2.ErrOperationDenied {
+		t.Fatalf("makeCredential locked during the fingerprint: %v", st)
+	}
+	r.released()
+}
