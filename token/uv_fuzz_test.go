@@ -41,8 +41,13 @@ func (m *memUV) SpendUVAttempt() (int, error) {
 	m.spent++
 	return 5 - m.spent, nil
 }
-func (m *memUV) RefundUVAttempt() error { m.mu.Lock(); m.spent = max(0, m.spent-1); m.mu.Unlock(); return nil }
-func (m *memUV) ResetUVRetries() error  { m.mu.Lock(); m.spent = 0; m.mu.Unlock(); return nil }
+func (m *memUV) RefundUVAttempt() error {
+	m.mu.Lock()
+	m.spent = max(0, m.spent-1)
+	m.mu.Unlock()
+	return nil
+}
+func (m *memUV) ResetUVRetries() error { m.mu.Lock(); m.spent = 0; m.mu.Unlock(); return nil }
 
 // FuzzClientPINUV sends arbitrary clientPIN parameters, seeded with the
 // built-in UV subcommands, to an authenticator with a reader: every
