@@ -79,7 +79,7 @@ func (a *Authenticator) handleCBOR(ctx context.Context, msg []byte, setStatus fu
 		if err != nil {
 			return nil, err
 		}
-		return a.clientPIN(ctx, req)
+		return a.clientPIN(ctx, req, setStatus)
 	case ctap2.CmdCredentialMgmt, ctap2.CmdCredentialMgmtPreview:
 		req, p, err := ctap2.DecodeCredMgmt(params)
 		if err != nil {

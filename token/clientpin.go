@@ -47,11 +47,11 @@ const (
 //
 // The token's state is section 6.5.2.1's: in use (token != nil),
 // permissions, a permissions RP ID, the user verified flag and the usage
-// timer. The user present flag is not kept: getPinUvAuthTokenUsingPin-
-// WithPermissions and getPinToken begin with userIsPresent false and only
-// built-in user verification could set it, which this token has not, so
-// it is always false and every makeCredential and up=true getAssertion
-// collects presence itself (OpenSK's PinUvAuthTokenState omits it too).
+// timer. The user present flag (up) is set only by built-in UV
+// (getPinUvAuthTokenUsingUvWithPermissions: a finger on the reader is
+// evidence of user interaction, uv.go); the PIN variants begin with
+// userIsPresent false, so with a PIN token every makeCredential and
+// up=true getAssertion collects presence itself.
 type pinState struct {
 	mu       sync.Mutex
 	ka       *pin.KeyAgreement
@@ -60,6 +60,7 @@ type pinState struct {
 	perms    uint64
 	rpID     string // the permissions RP ID; "" until bound
 	uv       bool   // the user verified flag
+	up       bool   // the user present flag
 	issued   time.Time
 	used     bool
 	throttle pin.Throttle
@@ -82,7 +83,7 @@ func (s *pinState) resetPersistent() {
 // includes stopUsingPinUvAuthToken). Called with mu held.
 func (s *pinState) resetToken() {
 	pin.Zero(s.token)
-	s.token, s.proto, s.perms, s.rpID, s.uv, s.used = nil, nil, 0, "", false, false
+	s.token, s.proto, s.perms, s.rpID, s.uv, s.up, s.used = nil, nil, 0, "", false, false, false
 }
 
 // observeTimer stops a token whose usage timer ran out
@@ -104,7 +105,7 @@ func (a *Authenticator) presenceCollected() {
 	s := &a.pin
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.uv = false
+	s.uv, s.up = false, false
 	s.perms &= ctap2.PermLargeBlobWrite
 }
 
@@ -142,7 +143,7 @@ func (a *Authenticator) pinSet() (bool, error) {
 }
 
 // clientPIN implements authenticatorClientPIN (section 6.5.5).
-func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINRequest) ([]byte, error) {
+func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINRequest, setStatus func(byte)) ([]byte, error) {
 	if a.cfg.PIN == nil {
 		return nil, ctap2.ErrInvalidCommand
 	}
@@ -155,7 +156,7 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 		proto = p
 	}
 	sub := *req.SubCommand
-	if proto == nil && sub != ctap2.PINGetRetries {
+	if proto == nil && sub != ctap2.PINGetRetries && sub != ctap2.PINGetUVRetries {
 		return nil, ctap2.ErrMissingParameter
 	}
 	s := &a.pin
@@ -230,8 +231,10 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 			return nil, ctap2.ErrMissingParameter
 		}
 		return a.getPinToken(ctx, s, proto, req, perms, rpID)
-	case ctap2.PINGetTokenUsingUVWithPerms, ctap2.PINGetUVRetries:
-		return nil, ctap2.ErrInvalidSubcommand // no built-in user verification
+	case ctap2.PINGetTokenUsingUVWithPerms:
+		return a.getTokenUsingUV(ctx, s, proto, req, setStatus)
+	case ctap2.PINGetUVRetries:
+		return a.getUVRetries()
 	}
 	return nil, ctap2.ErrInvalidSubcommand
 }
@@ -437,6 +440,7 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 	if err := a.checkPINHash(ctx, s, proto, shared, req.PinHashEnc, a.cfg.PIN.CheckPIN); err != nil {
 		return nil, err
 	}
+	a.uvRetriesAfterPIN()
 	// Section 6.5.5.7.1/6.5.5.7.2: once the PIN is verified (its
 	// retries restored), a forced change comes first: no token until
 	// changePIN.

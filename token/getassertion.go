@@ -29,6 +29,11 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 	if err != nil {
 		return nil, err
 	}
+	builtIn, err := a.builtInUV(ctx, req.Options, req.PinUvAuthParam, uv, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus)
+	if err != nil {
+		return nil, err
+	}
+	uv = uv || builtIn
 	if _, ok := req.Options["rk"]; ok {
 		return nil, ctap2.ErrUnsupportedOption
 	}
@@ -67,8 +72,10 @@ func (a *Authenticator) getAssertion(ctx context.Context, req *ctap2.GetAssertio
 		if err := a.checkReplay(assertionKey(rpHash, req.ClientDataHash, first.ID, up), req.RPID); err != nil {
 			return nil, ctap2.ErrOperationDenied
 		}
-		if err := a.askUser(ctx, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus); err != nil {
-			return nil, err
+		if !builtIn { // a finger on the reader was this request's presence
+			if err := a.askUser(ctx, presence.Request{Operation: "sign in", RelyingParty: req.RPID}, setStatus); err != nil {
+				return nil, err
+			}
 		}
 		a.presenceCollected()
 		flags |= ctap2.FlagUP

@@ -91,6 +91,7 @@ func (a *Authenticator) info() ctap2.Info {
 			info.Options["perCredMgmtRO"] = true
 		}
 	}
+	a.uvInfo(&info)
 	return info
 }
 

@@ -39,6 +39,11 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if err != nil {
 		return nil, err
 	}
+	builtIn, err := a.builtInUV(ctx, req.Options, req.PinUvAuthParam, uv, presence.Request{Operation: "register", RelyingParty: req.RP.ID}, setStatus)
+	if err != nil {
+		return nil, err
+	}
+	uv = uv || builtIn
 	if !uv && rk {
 		// Section 6.1.2 step 6: with a PIN set, a discoverable credential
 		// needs the PIN (makeCredUvNotRqd covers the others).
@@ -75,8 +80,10 @@ func (a *Authenticator) makeCredential(ctx context.Context, req *ctap2.MakeCrede
 	if rk && a.cfg.Resident.Remaining() == 0 && !a.cfg.Resident.Exists(req.RP.ID, req.User.ID) {
 		return nil, ctap2.ErrKeyStoreFull // before the user is asked for nothing
 	}
-	if err := a.askUser(ctx, op, setStatus); err != nil {
-		return nil, err
+	if !builtIn { // a finger on the reader was this request's presence
+		if err := a.askUser(ctx, op, setStatus); err != nil {
+			return nil, err
+		}
 	}
 	a.presenceCollected()
 	counter, err := a.keys.NextCounter()

@@ -67,6 +67,10 @@ type Config struct {
 	// minimum PIN length, forcePINChange); nil means the token offers no
 	// authenticatorConfig and enforces the defaults.
 	Settings SettingsStore
+	// UV is built-in user verification (a fingerprint through fprintd)
+	// and UVRetries its retry count; both nil: none (uv.go).
+	UV        UserVerifier
+	UVRetries UVRetryStore
 	// Reset wipes every credential (authenticatorReset): a new TPM
 	// identity, an emptied credential store. Nil refuses resets.
 	Reset func() error

@@ -491,6 +491,12 @@ func (e *Engine) finishReset(v uint64) (err error) {
 			return err
 		}
 	}
+	// The old identity's UV retry index goes with it: the epoch moved, so
+	// that identity never comes back. Before the new identity is saved,
+	// so a crash here reruns it (harmless) instead of leaking the index.
+	if err := e.dropUVIndex(e.id.Seed); err != nil {
+		return err
+	}
 	next := e.id
 	next.Seed, next.Epoch, next.Bound, next.Pending = pending.Seed, v, true, nil
 	next.HMACKey, next.StorageKey, next.PrimaryName = nil, nil, nil

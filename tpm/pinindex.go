@@ -538,7 +538,8 @@ func (e *Engine) freeNVIndex() (uint32, error) {
 		var b [4]byte
 		rand.Read(b[:])
 		idx := ownerNVFirst + binary.BigEndian.Uint32(b[:])%(ownerNVLast-ownerNVFirst+1)
-		if idx == e.id.CounterIndex || idx == e.id.PINIndex || idx == e.id.PINPending || idx == settingsIndex(e.id.EpochName) {
+		if idx == e.id.CounterIndex || idx == e.id.PINIndex || idx == e.id.PINPending || idx == settingsIndex(e.id.EpochName) ||
+			idx == uvIndex(e.id.Seed) {
 			continue
 		}
 		if _, err := e.readNVPublic(idx); err == nil {

@@ -51,6 +51,7 @@ type runFlags struct {
 	hidName   string
 	vendor    uint
 	product   uint
+	uv        string
 }
 
 func defaultStateDir() string {
@@ -89,6 +90,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.hidName, "hid-name", "tpm-u2f security key", "USB product name the host sees")
 	fs.UintVar(&f.vendor, "hid-vendor", 0x15d9, "USB vendor ID the host sees")
 	fs.UintVar(&f.product, "hid-product", 0x0a37, "USB product ID the host sees")
+	fs.StringVar(&f.uv, "uv", "auto", "built-in user verification: fprintd (a finger on the reader), none (the PIN only), or auto (fprintd when a reader with an enrolled finger is there at start)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -218,8 +220,13 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 		return err
 	}
 	reset := func() error { return resetAll(f.state, backend, engine, creds, blobs, persist) }
+	uv, uvRetries, closeUV, err := newUV(ctx, f.uv, engine, log)
+	if err != nil {
+		return err
+	}
+	defer closeUV()
 	auth := token.New(token.Config{Keys: token.TPMKeys{Engine: engine}, Presence: ops.Prompter(prompter), Replay: ops.Replay(store), Resident: creds, PIN: token.TPMPIN{Engine: engine}, Secrets: token.TPMKeys{Engine: engine}, LargeBlobs: blobs, Logger: log,
-		PresenceTimeout: f.prompt + time.Second, Reset: reset, Settings: engine})
+		PresenceTimeout: f.prompt + time.Second, Reset: reset, Settings: engine, UV: uv, UVRetries: uvRetries})
 	defer auth.Close()
 
 	var (

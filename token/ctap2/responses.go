@@ -24,6 +24,11 @@ type Info struct {
 	// AuthenticatorConfigCommands is CTAP 2.3's 0x1F: the
 	// authenticatorConfig subcommands the key implements.
 	AuthenticatorConfigCommands []uint64 `cbor:"31,keyasint,omitempty"`
+
+	// Built-in user verification (token/uv.go). Field order does not
+	// matter: CTAP2 canonical CBOR sorts the keys.
+	PreferredPlatformUvAttempts *uint64 `cbor:"17,keyasint,omitempty"`
+	UvModality                  *uint64 `cbor:"18,keyasint,omitempty"`
 }
 
 // MakeCredentialResponse is authenticatorMakeCredential's response.
