@@ -288,3 +288,69 @@ func TestRPM(t *testing.T) {
 		}
 	}
 }
+
+// TestMaintainerScripts runs postinst and postrm with each argument
+// dpkg and rpm pass, against stand-ins for groupadd, getent, systemctl,
+// udevadm and modprobe that log their arguments: the group is made when
+// missing, the preset applied on the first install only (an upgrade
+// keeps a user's `systemctl --user disable`), removal disables the unit
+// and deletes no group or file.
+func TestMaintainerScripts(t *testing.T) {
+	need(t, "sh")
+	bin := t.TempDir()
+	logf := filepath.Join(t.TempDir(), "log")
+	for _, tool := range []string{"groupadd", "systemctl", "udevadm", "modprobe", "groupdel", "rm"} {
+		stub := "#!/bin/sh\necho \"" + tool + " $*\" >> \"$STUB_LOG\"\n"
+		if err := os.WriteFile(filepath.Join(bin, tool), []byte(stub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// getent succeeds when STUB_GROUP_EXISTS is set.
+	getent := "#!/bin/sh\n[ -n \"$STUB_GROUP_EXISTS\" ]\n"
+	if err := os.WriteFile(filepath.Join(bin, "getent"), []byte(getent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runScript := func(script string, groupExists bool, args ...string) string {
+		t.Helper()
+		os.Remove(logf)
+		env := []string{"PATH=" + bin + ":/usr/bin:/bin", "STUB_LOG=" + logf}
+		if groupExists {
+			env = append(env, "STUB_GROUP_EXISTS=1")
+		}
+		cmd := exec.Command("sh", append([]string{script}, args...)...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+		}
+		b, _ := os.ReadFile(logf)
+		return string(b)
+	}
+	for _, tc := range []struct {
+		script      string
+		args        []string
+		groupExists bool
+		want, not   []string
+	}{
+		{"postinst.sh", []string{"configure", ""}, false, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
+		{"postinst.sh", []string{"configure", "0.0~git20261201.abc"}, true, nil, []string{"groupadd", "preset"}},
+		{"postinst.sh", []string{"1"}, false, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
+		{"postinst.sh", []string{"2"}, true, nil, []string{"groupadd", "preset"}},
+		{"postrm.sh", []string{"remove"}, true, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
+		{"postrm.sh", []string{"purge"}, true, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
+		{"postrm.sh", []string{"0"}, true, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
+		{"postrm.sh", []string{"upgrade", "1.0"}, true, nil, []string{"disable", "groupdel", "rm "}},
+		{"postrm.sh", []string{"1"}, true, nil, []string{"disable", "groupdel", "rm "}},
+	} {
+		got := runScript(tc.script, tc.groupExists, tc.args...)
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s %q: ran\n%s\nwithout %q", tc.script, tc.args, got, w)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(got, n) {
+				t.Errorf("%s %q: ran\n%s\nwith %q", tc.script, tc.args, got, n)
+			}
+		}
+	}
+}
