@@ -149,6 +149,9 @@ func TestCompletion(t *testing.T) {
 			t.Errorf("a completion lacks flag --%s", f)
 		}
 	}
+	if _, err := exec.LookPath("zsh"); err == nil {
+		testZshCompletion(t, zsh)
+	}
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
 	}
@@ -183,6 +186,50 @@ func TestCompletion(t *testing.T) {
 	} {
 		if got := complete(tc.words...); got != tc.want {
 			t.Errorf("completing %q: got %q, want %q", tc.words, got, tc.want)
+		}
+	}
+}
+
+// testZshCompletion runs the zsh function with compsys's _describe and
+// _files stood in for by printing what they would offer.
+func testZshCompletion(t *testing.T, script string) {
+	body, ok := strings.CutSuffix(script, "_tpm_u2f \"$@\"\n")
+	if !ok {
+		t.Fatalf("zsh completion does not end by calling _tpm_u2f:\n%s", script)
+	}
+	file := filepath.Join(t.TempDir(), "_tpm-u2f")
+	if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("zsh", "-n", file).CombinedOutput(); err != nil {
+		t.Fatalf("zsh -n: %v\n%s", err, out)
+	}
+	prog := `source "$1"; shift
+_describe() { print -rl -- ${(P)2} }
+_files() { print files }
+words=("$@"); CURRENT=$#; PREFIX=$words[CURRENT]
+_tpm_u2f`
+	for _, tc := range []struct {
+		words []string
+		want  string // a line of the output
+	}{
+		{[]string{"tpm-u2f", ""}, "doctor:"},
+		{[]string{"tpm-u2f", "pin", ""}, "change"},
+		{[]string{"tpm-u2f", "pin", "set", "--s"}, "--stdin:"},
+		{[]string{"tpm-u2f", "run", "--"}, "--replay-window:"},
+		{[]string{"tpm-u2f", "credentials", "delete", "--"}, "--json:"},
+		{[]string{"tpm-u2f", "run", "--state", ""}, "files"},
+	} {
+		out, err := exec.Command("zsh", append([]string{"-c", prog, "zsh", file}, tc.words...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("zsh %q: %v\n%s", tc.words, err, out)
+		}
+		found := false
+		for _, line := range strings.Split(string(out), "\n") {
+			found = found || strings.HasPrefix(line, tc.want)
+		}
+		if !found {
+			t.Errorf("zsh completing %q: %q offered no %q", tc.words, out, tc.want)
 		}
 	}
 }
