@@ -233,7 +233,7 @@ func TestDeb(t *testing.T) {
 		t.Errorf("bash completion:\n%s", b)
 	}
 	postinst := read("DEBIAN/postinst")
-	for _, want := range []string{"groupadd -r tpm-u2f", "udevadm control --reload", "systemctl --global preset tpm-u2f.service"} {
+	for _, want := range []string{"groupadd -r tpm-u2f", "udevadm control --reload", "deb-systemd-helper --user enable tpm-u2f.service"} {
 		if !strings.Contains(postinst, want) {
 			t.Errorf("postinst lacks %q", want)
 		}
@@ -281,6 +281,9 @@ func TestRPM(t *testing.T) {
 			t.Errorf("rpm lacks %q:\n%s", want, list)
 		}
 	}
+	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || strings.Contains(scripts, "deb-systemd-helper") {
+		t.Errorf("rpm scriptlets are not packaging/rpm's:\n%s", scripts)
+	}
 	req := run(t, root, nil, "rpm", "-qp", "--requires", rpms[0])
 	for _, want := range []string{"dbus", "tpm2-tss"} {
 		if !strings.Contains(req, want) {
@@ -289,18 +292,25 @@ func TestRPM(t *testing.T) {
 	}
 }
 
-// TestMaintainerScripts runs postinst and postrm with each argument
-// dpkg and rpm pass, against stand-ins for groupadd, getent, systemctl,
-// udevadm and modprobe that log their arguments: the group is made when
-// missing, the preset applied on the first install only (an upgrade
-// keeps a user's `systemctl --user disable`), removal disables the unit
-// and deletes no group or file.
+// TestMaintainerScripts runs the postinst and postrm of each package
+// with each argument dpkg or rpm passes, against stand-ins for groupadd,
+// getent, systemctl, deb-systemd-helper, udevadm and modprobe that log
+// their arguments: the group is made when missing, the unit enabled on
+// the first install only (an upgrade keeps an admin's disable: rpm's
+// preset runs once, deb-systemd-helper enables only what was enabled),
+// removal disables the unit and deletes no group or file.
 func TestMaintainerScripts(t *testing.T) {
 	need(t, "sh")
 	bin := t.TempDir()
 	logf := filepath.Join(t.TempDir(), "log")
-	for _, tool := range []string{"groupadd", "systemctl", "udevadm", "modprobe", "groupdel", "rm"} {
+	for _, tool := range []string{"groupadd", "systemctl", "deb-systemd-helper", "udevadm", "modprobe", "groupdel", "rm"} {
 		stub := "#!/bin/sh\necho \"" + tool + " $*\" >> \"$STUB_LOG\"\n"
+		switch tool {
+		case "deb-systemd-helper":
+			// was-enabled: true unless STUB_DISABLED (deb-systemd-helper
+			// answers true for a unit it has never seen).
+			stub += "case \"$*\" in *was-enabled*) [ -z \"$STUB_DISABLED\" ];; esac\n"
+		}
 		if err := os.WriteFile(filepath.Join(bin, tool), []byte(stub), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -310,46 +320,39 @@ func TestMaintainerScripts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "getent"), []byte(getent), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	runScript := func(script string, groupExists bool, args ...string) string {
-		t.Helper()
+	for _, tc := range []struct {
+		script    string
+		args      []string
+		env       []string
+		want, not []string
+	}{
+		{"deb/postinst", []string{"configure", ""}, nil, []string{"groupadd -r tpm-u2f", "deb-systemd-helper --user enable tpm-u2f.service"}, []string{"systemctl"}},
+		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1"}, []string{"deb-systemd-helper --user enable tpm-u2f.service"}, []string{"groupadd"}},
+		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1", "STUB_DISABLED=1"}, []string{"deb-systemd-helper --user update-state tpm-u2f.service"}, []string{"groupadd", "--user enable"}},
+		{"rpm/postinst.sh", []string{"1"}, nil, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
+		{"rpm/postinst.sh", []string{"2"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd", "preset"}},
+		{"deb/postrm", []string{"remove"}, nil, []string{"deb-systemd-helper --user mask tpm-u2f.service"}, []string{"groupdel", "rm "}},
+		{"deb/postrm", []string{"purge"}, nil, []string{"deb-systemd-helper --user purge tpm-u2f.service"}, []string{"groupdel", "rm "}},
+		{"deb/postrm", []string{"upgrade", "1.0"}, nil, nil, []string{"deb-systemd-helper", "groupdel", "rm "}},
+		{"rpm/postrm.sh", []string{"0"}, nil, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
+		{"rpm/postrm.sh", []string{"1"}, nil, nil, []string{"disable", "groupdel", "rm "}},
+	} {
 		os.Remove(logf)
-		env := []string{"PATH=" + bin + ":/usr/bin:/bin", "STUB_LOG=" + logf}
-		if groupExists {
-			env = append(env, "STUB_GROUP_EXISTS=1")
-		}
-		cmd := exec.Command("sh", append([]string{script}, args...)...)
-		cmd.Env = env
+		cmd := exec.Command("sh", append([]string{tc.script}, tc.args...)...)
+		cmd.Env = append([]string{"PATH=" + bin + ":/usr/bin:/bin", "STUB_LOG=" + logf}, tc.env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+			t.Fatalf("%s %q: %v\n%s", tc.script, tc.args, err, out)
 		}
 		b, _ := os.ReadFile(logf)
-		return string(b)
-	}
-	for _, tc := range []struct {
-		script      string
-		args        []string
-		groupExists bool
-		want, not   []string
-	}{
-		{"postinst.sh", []string{"configure", ""}, false, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
-		{"postinst.sh", []string{"configure", "0.0~git20261201.abc"}, true, nil, []string{"groupadd", "preset"}},
-		{"postinst.sh", []string{"1"}, false, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
-		{"postinst.sh", []string{"2"}, true, nil, []string{"groupadd", "preset"}},
-		{"postrm.sh", []string{"remove"}, true, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
-		{"postrm.sh", []string{"purge"}, true, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
-		{"postrm.sh", []string{"0"}, true, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
-		{"postrm.sh", []string{"upgrade", "1.0"}, true, nil, []string{"disable", "groupdel", "rm "}},
-		{"postrm.sh", []string{"1"}, true, nil, []string{"disable", "groupdel", "rm "}},
-	} {
-		got := runScript(tc.script, tc.groupExists, tc.args...)
+		got := string(b)
 		for _, w := range tc.want {
 			if !strings.Contains(got, w) {
-				t.Errorf("%s %q: ran\n%s\nwithout %q", tc.script, tc.args, got, w)
+				t.Errorf("%s %q %v: ran\n%s\nwithout %q", tc.script, tc.args, tc.env, got, w)
 			}
 		}
 		for _, n := range tc.not {
 			if strings.Contains(got, n) {
-				t.Errorf("%s %q: ran\n%s\nwith %q", tc.script, tc.args, got, n)
+				t.Errorf("%s %q %v: ran\n%s\nwith %q", tc.script, tc.args, tc.env, got, n)
 			}
 		}
 	}

@@ -1,12 +1,10 @@
 #!/bin/sh
-# tpm-u2f postinst (deb: "configure [OLD]"; rpm: 1 on install, 2 on upgrade).
+# tpm-u2f postinst for the .rpm (1 on install, 2 on upgrade); the .deb has
+# its own (packaging/deb/postinst).
 set -e
 
 first_install=
-case "$1" in
-configure) [ -z "$2" ] && first_install=1 ;;
-1) first_install=1 ;;
-esac
+[ "$1" = 1 ] && first_install=1
 
 # /dev/uhid belongs to this group (70-tpm-u2f.rules); the TPM's is tss,
 # from tpm-udev (Debian) or tpm2-tss (Fedora).
@@ -15,7 +13,8 @@ if ! getent group tpm-u2f >/dev/null; then
 fi
 
 # The user unit, enabled for every user by the preset on first install
-# only, so that a user's own `systemctl --user disable` stays.
+# only, as Fedora's %systemd_user_post does, so that an upgrade keeps
+# the admin's `systemctl --global disable`.
 if [ -n "$first_install" ] && command -v systemctl >/dev/null; then
 	systemctl --global preset tpm-u2f.service >/dev/null 2>&1 || true
 fi
