@@ -12,7 +12,7 @@ CRASH_TRIALS ?= 300
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/... ./uv/... ./largeblob/... ./bench/...
 
-.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability corpus
+.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability corpus deb rpm deb-check package-files
 
 all: build
 
@@ -68,6 +68,41 @@ e2e:
 # Xvfb): redraws docs/img/tray-*.png.
 tray-screenshot:
 	scripts/tray-screenshot.sh
+
+# Installable packages with nfpm (a Go tool dependency: go tool nfpm),
+# configured in packaging/nfpm.yaml; written to build/. The man page and
+# the completions come from the binary itself (tpm-u2f manpage,
+# tpm-u2f completion), the version from git (packaging/version.sh).
+PKG_VERSION    ?= $(shell packaging/version.sh 2>/dev/null || echo 0.0~unknown)
+PKG_ARCH       ?= $(shell $(GO) env GOARCH)
+PKG_MAINTAINER ?= tpm-u2f developers <tpm-u2f@users.noreply.github.com>
+PKG_OUT        ?= build
+# Debian's hardening flags for the C code of the embedded simulator.
+PKG_CFLAGS     ?= -O2 -g -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+PKGROOT        := build/pkgroot
+NFPM            = PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' PKG_MAINTAINER='$(PKG_MAINTAINER)' $(GO) tool nfpm
+
+package-files:
+	rm -rf $(PKGROOT) && mkdir -p $(PKGROOT)
+	CGO_CFLAGS='$(PKG_CFLAGS)' $(GO) build -trimpath -buildmode=pie -ldflags "-s -w -extldflags '-Wl,-z,relro,-z,now' $(LDFLAGS)" -o $(PKGROOT)/tpm-u2f ./cmd/tpm-u2f
+	objcopy --remove-section=.comment $(PKGROOT)/tpm-u2f
+	$(PKGROOT)/tpm-u2f manpage | gzip -9n > $(PKGROOT)/tpm-u2f.1.gz
+	$(PKGROOT)/tpm-u2f completion bash > $(PKGROOT)/tpm-u2f.bash
+	$(PKGROOT)/tpm-u2f completion zsh > $(PKGROOT)/_tpm-u2f
+	sed 's|@BIN@|/usr/bin/tpm-u2f|g' contrib/tpm-u2f.service > $(PKGROOT)/tpm-u2f.service
+	packaging/changelog.sh '$(PKG_VERSION)' '$(PKG_MAINTAINER)' | gzip -9n > $(PKGROOT)/changelog.gz
+
+deb: package-files
+	$(NFPM) package -f packaging/nfpm.yaml -p deb -t $(PKG_OUT)/
+
+rpm: package-files
+	$(NFPM) package -f packaging/nfpm.yaml -p rpm -t $(PKG_OUT)/
+
+# Builds the .deb, checks its contents (dpkg-deb -c/-I) and runs lintian
+# on it, and builds the .rpm (its contents checked where rpm is
+# installed): packaging/deb_test.go.
+deb-check:
+	TPM_U2F_PACKAGE_TEST=1 $(GO) test -count=1 -v -run 'TestDeb|TestRPM|TestVersionScript' ./packaging
 
 clean:
 	rm -rf bin build

@@ -79,6 +79,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = demoCommand(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		err = doctorCommand(ctx, args[1:], stdout, stderr)
+	case "manpage", "completion": // hidden, for packaging: manpage.go
+		err = packagingCommand(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "tpm-u2f %s\n", version)
 	case "help", "-h", "-help", "--help":
