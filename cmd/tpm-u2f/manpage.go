@@ -95,6 +95,9 @@ func usageCommands() []cliCommand {
 // | status [--stdin] ...".
 var subUsage = regexp.MustCompile(`usage: tpm-u2f \S+ (.*)`)
 
+// bracketed is an optional part of a usage line: "[--always-uv on|off]".
+var bracketed = regexp.MustCompile(`\[[^\]]*\]`)
+
 // commandHelp runs "tpm-u2f NAME -h" and returns the flags it prints, or,
 // when the command wants a subcommand first, the subcommands its usage
 // line names.
@@ -115,7 +118,8 @@ func commandHelp(ctx context.Context, name string) ([]cliFlag, []string, error) 
 			break
 		}
 		var subs []string
-		for _, alt := range strings.Split(m[1], "|") {
+		// Options in brackets may hold a "|" of their own (on|off).
+		for _, alt := range strings.Split(bracketed.ReplaceAllString(m[1], ""), "|") {
 			if f := strings.Fields(alt); len(f) > 0 && !strings.HasPrefix(f[0], "-") && !strings.HasPrefix(f[0], "[") {
 				subs = append(subs, f[0])
 			}

@@ -83,7 +83,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&f.ctap2, "ctap2", true, "speak CTAP2 (FIDO2: passkeys, PIN, credential management); --ctap2=false offers U2F only")
 	fs.DurationVar(&f.lockAfter, "lock-after", 0, "lock the token after this long without a request (0: never); it also locks when the screen locks")
 	fs.DurationVar(&f.prompt, "prompt-timeout", 30*time.Second, "how long the desktop prompt waits for Allow or Deny")
-	fs.StringVar(&f.pinentry, "pinentry", "pinentry", "the pinentry program that asks for the PIN when the key is unlocked from the tray or `tpm-u2f unlock` and a PIN is set")
+	fs.StringVar(&f.pinentry, "pinentry", "pinentry", "the pinentry program that asks for the PIN when the key is unlocked from the tray or with \"tpm-u2f unlock\" and a PIN is set")
 	fs.DurationVar(&f.window, "replay-window", 10*time.Minute, "refuse to sign the same request again within this time")
 	fs.BoolVar(&f.stats, "stats", false, "log TPM command counts and times, and per operation where its time went (TPM, replay store, presence, the rest: p50/p95/p99), on SIGUSR1 and at exit; tpm-u2f status shows them too")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
