@@ -311,7 +311,17 @@ func (a *Authenticator) getTokenUsingUV(ctx context.Context, s *pinState, proto 
 	if perms == 0 {
 		return nil, ctap2.ErrInvalidParameter
 	}
-	if perms&^(ctap2.PermMakeCredential|ctap2.PermGetAssertion|ctap2.PermCredMgmt) != 0 {
+	// The same permissions as the PIN grants (section 6.5.5.7.3 refers
+	// to 6.5.5.7.2's): libfido2 asks a key with built-in UV and no PIN for
+	// an acfg token this way (found by the e2e guest: fido2-token -S -u).
+	grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
+	if a.largeBlobsOn() {
+		grantable |= ctap2.PermLargeBlobWrite
+	}
+	if a.cfg.Settings != nil {
+		grantable |= ctap2.PermAuthnrConfig
+	}
+	if perms&^grantable != 0 {
 		return nil, ctap2.ErrUnauthorizedPerm
 	}
 	rpID := ""

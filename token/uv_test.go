@@ -58,7 +58,7 @@ func (r *uvRig) start(p presence.Prompter) {
 		p = presence.Always{}
 	}
 	r.a = token.New(token.Config{Keys: token.TPMKeys{Engine: r.e}, Presence: p, PIN: token.TPMPIN{Engine: r.e},
-		UV: token.Fprintd{V: r.v}, UVRetries: token.TPMUVRetries{Engine: r.e}, Logger: testLogger(r.t)})
+		UV: token.Fprintd{V: r.v}, UVRetries: token.TPMUVRetries{Engine: r.e}, Settings: r.e, Logger: testLogger(r.t)})
 	r.t.Cleanup(r.a.Close)
 }
 
@@ -105,7 +105,11 @@ func (r *uvRig) uvRetries() uint64 {
 // uvToken asks for a pinUvAuthToken by built-in UV (0x06).
 func (p *platform) uvToken(perms uint64, rpID string) ctap2.Status {
 	p.agree()
-	st, body := call(p.t, p.a, ctap2.CmdClientPIN, map[int]any{1: p.proto.Version(), 2: ctap2.PINGetTokenUsingUVWithPerms, 3: p.key, 9: perms, 10: rpID})
+	params := map[int]any{1: p.proto.Version(), 2: ctap2.PINGetTokenUsingUVWithPerms, 3: p.key, 9: perms}
+	if rpID != "" {
+		params[10] = rpID
+	}
+	st, body := call(p.t, p.a, ctap2.CmdClientPIN, params)
 	if st != ctap2.OK {
 		return st
 	}
@@ -452,4 +456,20 @@ func TestUVLockedWhileWaiting(t *testing.T) {
 		t.Fatalf("makeCredential locked during the fingerprint: %v", st)
 	}
 	r.released()
+}
+
+// A key with built-in UV and no PIN configures itself with a token from
+// the finger (acfg), as libfido2's fido2-token -S -u asks for one.
+func TestUVTokenForAuthenticatorConfig(t *testing.T) {
+	r := newUVRig(t, &fprintdtest.Server{Enrolled: []string{"right-index-finger"}, Script: [][]fprintdtest.Status{match}}, nil)
+	p := newPlatform(t, r.a, 2)
+	if st := p.uvToken(ctap2.PermAuthnrConfig, ""); st != ctap2.OK {
+		t.Fatalf("UV token with acfg: %v", st)
+	}
+	if st := p.config(ctap2.ConfigToggleAlwaysUV, nil); st != ctap2.OK {
+		t.Fatalf("toggleAlwaysUv with the UV token: %v", st)
+	}
+	if i := info(t, r.a); !i.Options["alwaysUv"] {
+		t.Fatal("alwaysUv not on")
+	}
 }
