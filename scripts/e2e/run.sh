@@ -42,10 +42,11 @@ MODDIR=$(ls -d "$B"/kernel/lib/modules/* | head -1)
 go build -o "$B/tpm-u2f" ./cmd/tpm-u2f
 go test -c -o "$B/uhid.test" ./uhid
 go build -o "$B/notifyd" ./scripts/e2e/notifyd
+go build -o "$B/fprintd" ./scripts/e2e/fprintd
 R=$B/root
 rm -rf "$R"; mkdir -p "$R"/{bin,lib,lib64,lib/modules,tmp}
 cp /bin/busybox "$R/bin/busybox"
-cp "$B/notifyd" /usr/bin/dbus-daemon "$R/bin/"
+cp "$B/notifyd" "$B/fprintd" /usr/bin/dbus-daemon "$R/bin/"
 mkdir -p "$R/usr/share/dbus-1" && cp /usr/share/dbus-1/session.conf "$R/usr/share/dbus-1/"
 cp "$B/tpm-u2f" "$B/uhid.test" /usr/bin/fido2-token /usr/bin/fido2-cred /usr/bin/fido2-assert "$R/bin/"
 # OpenSSH at its own paths: sshd re-executes itself by absolute path, and
