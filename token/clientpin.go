@@ -213,22 +213,9 @@ func (a *Authenticator) clientPIN(ctx context.Context, req *ctap2.ClientPINReque
 			}
 			return a.getPinToken(ctx, s, proto, req, perms, "")
 		}
-		grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
-		if a.largeBlobsOn() {
-			grantable |= ctap2.PermLargeBlobWrite
-		}
-		if a.cfg.Settings != nil {
-			grantable |= ctap2.PermAuthnrConfig
-		}
-		if perms&^grantable != 0 {
-			return nil, ctap2.ErrUnauthorizedPerm
-		}
-		rpID := ""
-		if req.RPID != nil {
-			rpID = *req.RPID
-		}
-		if perms&(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 && rpID == "" {
-			return nil, ctap2.ErrMissingParameter
+		rpID, err := a.tokenRequest(perms, req.RPID)
+		if err != nil {
+			return nil, err
 		}
 		return a.getPinToken(ctx, s, proto, req, perms, rpID)
 	case ctap2.PINGetTokenUsingUVWithPerms:
@@ -606,4 +593,29 @@ func (a *Authenticator) pinUvAuthForRequest(ctx context.Context, param *[]byte, 
 		return false, ctap2.ErrPINNotSet
 	}
 	return false, verr
+}
+
+// tokenRequest checks the permissions asked for a pinUvAuthToken, by PIN
+// or by built-in UV alike (CTAP 2.1 sections 6.5.5.7.2 and 6.5.5.7.3):
+// each must be one this key grants, and mc or ga needs an RP ID. It
+// returns the RP ID ("" when none was given).
+func (a *Authenticator) tokenRequest(perms uint64, rpIDParam *string) (string, error) {
+	grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
+	if a.largeBlobsOn() {
+		grantable |= ctap2.PermLargeBlobWrite
+	}
+	if a.cfg.Settings != nil {
+		grantable |= ctap2.PermAuthnrConfig
+	}
+	if perms&^grantable != 0 {
+		return "", ctap2.ErrUnauthorizedPerm
+	}
+	rpID := ""
+	if rpIDParam != nil {
+		rpID = *rpIDParam
+	}
+	if perms&(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 && rpID == "" {
+		return "", ctap2.ErrMissingParameter
+	}
+	return rpID, nil
 }

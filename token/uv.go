@@ -311,25 +311,12 @@ func (a *Authenticator) getTokenUsingUV(ctx context.Context, s *pinState, proto 
 	if perms == 0 {
 		return nil, ctap2.ErrInvalidParameter
 	}
-	// The same permissions as the PIN grants (section 6.5.5.7.3 refers
-	// to 6.5.5.7.2's): libfido2 asks a key with built-in UV and no PIN for
-	// an acfg token this way (found by the e2e guest: fido2-token -S -u).
-	grantable := ctap2.PermMakeCredential | ctap2.PermGetAssertion | ctap2.PermCredMgmt
-	if a.largeBlobsOn() {
-		grantable |= ctap2.PermLargeBlobWrite
-	}
-	if a.cfg.Settings != nil {
-		grantable |= ctap2.PermAuthnrConfig
-	}
-	if perms&^grantable != 0 {
-		return nil, ctap2.ErrUnauthorizedPerm
-	}
-	rpID := ""
-	if req.RPID != nil {
-		rpID = *req.RPID
-	}
-	if perms&(ctap2.PermMakeCredential|ctap2.PermGetAssertion) != 0 && rpID == "" {
-		return nil, ctap2.ErrMissingParameter
+	// The same permissions as the PIN grants: libfido2 asks a key with
+	// built-in UV and no PIN for an acfg token this way (found by the e2e
+	// guest: fido2-token -S -u).
+	rpID, err := a.tokenRequest(perms, req.RPID)
+	if err != nil {
+		return nil, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, uvProbeTimeout)
 	state := a.cfg.UV.Probe(pctx)
