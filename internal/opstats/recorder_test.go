@@ -10,6 +10,10 @@ import (
 	"github.com/tpm-u2f/tpm-u2f/token/ctaphid"
 )
 
+// restTime is what fakeToken spends outside the TPM, the replay store and
+// the prompt.
+const restTime = 10 * time.Millisecond
+
 type slowTPM struct{ d time.Duration }
 
 func (s slowTPM) Send(cmd []byte) ([]byte, error) { time.Sleep(s.d); return cmd, nil }
@@ -39,6 +43,7 @@ func (f fakeToken) Handle(ctx context.Context, req ctaphid.Request) []byte {
 	go func() { f.g.Record([32]byte{}); close(done) }()
 	f.t.Send(nil)
 	<-done
+	time.Sleep(restTime) // work of the daemon's own
 	if req.Command == ctaphid.CmdCBOR {
 		return []byte{0}
 	}
@@ -64,18 +69,12 @@ func TestRecorderSplitsARequest(t *testing.T) {
 	if float64(tpm)*slack < float64(tpmTime) || float64(replay)*slack < float64(replayTime) || float64(pres)*slack < float64(presenceTime) {
 		t.Errorf("tpm %v replay %v presence %v: less than they took", tpm, replay, pres)
 	}
-	// The record ran inside the TPM command: it adds nothing to the rest
-	// (not subtracted: the rest would hold the replay's 20 ms), and the
-	// parts add up to the total within the sketch's resolution, less any
-	// replay time that outlasted the TPM's on a loaded machine (subtracted
-	// twice: they would fall short by the whole replay time).
-	sum := tpm + pres + rest
-	if rest >= replayTime/2 {
-		t.Errorf("rest %v holds the replay time that overlapped the TPM's", rest)
-	}
-	beyond := max(replay-tpm, 0)
-	if d := total - sum; d < 0 && -d > time.Duration(float64(total)*(slack-1)*2) || d > beyond+time.Duration(float64(total)*(slack-1)*2) {
-		t.Errorf("total %v, parts tpm %v + presence %v + rest %v = %v (replay %v): the overlapped replay time was subtracted twice", total, tpm, pres, rest, sum, replay)
+	// The record ran inside the TPM command: the rest is the 10 ms of the
+	// token's own work, neither holding the replay's 20 ms (not
+	// subtracted) nor short of it (subtracted twice, which would clamp it
+	// to 0). A loaded machine's scheduling may add to it, well below 10 ms.
+	if float64(rest)*slack < float64(restTime) || rest >= restTime+replayTime/2 {
+		t.Errorf("total %v, rest %v (want about %v): the overlapped replay time was subtracted twice, or counted as the rest", total, rest, restTime)
 	}
 	if !strings.Contains(r.String(), "ctap2 getAssertion: n=1 p50/p95/p99 ms: total ") {
 		t.Errorf("String:\n%s", r)
