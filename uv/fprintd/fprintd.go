@@ -184,6 +184,11 @@ func (v *Verifier) Verify(ctx context.Context) (Result, error) {
 			return NoMatch, ErrNoEnrolledFingers
 		}
 		if ctx.Err() != nil {
+			// The call gave up, but fprintd may have started verifying
+			// before it did: stop it before the reader is released.
+			if err := dev.Call(DeviceIface+".VerifyStop", 0).Err; err != nil {
+				v.log.Debug("fprintd: VerifyStop", "error", dbusErrorName(err))
+			}
 			return NoMatch, ctx.Err()
 		}
 		return NoMatch, unavailable("VerifyStart", err)

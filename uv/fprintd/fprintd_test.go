@@ -161,3 +161,18 @@ func TestCancelStopsAndReleases(t *testing.T) {
 	}
 	released(t, s)
 }
+
+// A CANCEL that arrives while fprintd has not yet answered VerifyStart:
+// fprintd may be verifying already, so it is stopped, then released.
+func TestCancelDuringVerifyStart(t *testing.T) {
+	s := &fprintdtest.Server{Enrolled: []string{"x"}, StartDelay: 300 * time.Millisecond}
+	v := setup(t, s)
+	if _, err := verify(t, v, 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the context's", err)
+	}
+	calls := s.Calls()
+	if !slices.Contains(calls, "VerifyStop") {
+		t.Errorf("no VerifyStop after a cancel during VerifyStart: %v", calls)
+	}
+	released(t, s)
+}

@@ -41,6 +41,8 @@ type Server struct {
 	// Script holds, for each VerifyStart in turn, the statuses sent after
 	// it (none: the reader waits for a finger forever).
 	Script [][]Status
+	// StartDelay holds VerifyStart's reply back, as a busy fprintd does.
+	StartDelay time.Duration
 	// Always answers every VerifyStart the Script has no entry for.
 	Always *Status
 	// Stale is sent inside VerifyStart, before its reply: what an answer
@@ -169,6 +171,7 @@ func (d device) VerifyStart(finger string) *dbus.Error {
 	if d.s.Stale != nil {
 		d.s.Emit(*d.s.Stale)
 	}
+	time.Sleep(d.s.StartDelay)
 	d.s.mu.Lock()
 	var script []Status
 	if len(d.s.Script) > 0 {
