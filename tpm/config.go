@@ -215,21 +215,7 @@ func (e *Engine) SetSettings(s Settings) error {
 			return err
 		}
 		idx := settingsIndex(e.id.EpochName)
-		name, err := e.readOurNV(idx, "settings", settingsPublic)
-		if errors.Is(err, tpm2.TPMRCHandle) {
-			pub, _ := settingsPublic(idx)
-			if err := e.do("NV_DefineSpace", func() error {
-				_, err := tpm2.NVDefineSpace{
-					AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-					PublicInfo: tpm2.New2B(pub),
-				}.Execute(e.t)
-				return err
-			}); err != nil {
-				return err
-			}
-			e.log.Info("settings NV index defined", "index", fmt.Sprintf("0x%08x", idx))
-			name, err = e.readOurNV(idx, "settings", settingsPublic)
-		}
+		name, err := e.ourNVOrDefine(idx, "settings", settingsPublic)
 		if err != nil {
 			return err
 		}

@@ -105,6 +105,12 @@ func (e *Engine) defineCounter(idx uint32) error {
 	if err != nil {
 		return err
 	}
+	return e.defineNV(pub)
+}
+
+// defineNV defines an owner index of ours with an empty authValue (the
+// counters, the settings, the UV retries; the PIN index has its own).
+func (e *Engine) defineNV(pub tpm2.TPMSNVPublic) error {
 	return e.do("NV_DefineSpace", func() error {
 		_, err := tpm2.NVDefineSpace{
 			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
@@ -112,6 +118,25 @@ func (e *Engine) defineCounter(idx uint32) error {
 		}.Execute(e.t)
 		return err
 	})
+}
+
+// ourNVOrDefine returns the Name of the index at idx after checking it is
+// the one template defines, and defines it first when the TPM has none.
+// A foreign index there is ErrNVIndexForeign and is never touched.
+func (e *Engine) ourNVOrDefine(idx uint32, what string, template func(uint32) (tpm2.TPMSNVPublic, error)) (tpm2.TPM2BName, error) {
+	name, err := e.readOurNV(idx, what, template)
+	if !errors.Is(err, tpm2.TPMRCHandle) {
+		return name, err
+	}
+	pub, err := template(idx)
+	if err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	if err := e.defineNV(pub); err != nil {
+		return tpm2.TPM2BName{}, err
+	}
+	e.log.Info("NV index defined", "what", what, "index", fmt.Sprintf("0x%08x", idx))
+	return e.readOurNV(idx, what, template)
 }
 
 func (e *Engine) readNVPublic(idx uint32) (tpm2.TPM2BName, error) {

@@ -83,23 +83,8 @@ func uvPublic(idx uint32) (tpm2.TPMSNVPublic, error) {
 // Called with e.mu held.
 func (e *Engine) uvNV() (tpm2.NamedHandle, error) {
 	idx := uvIndex(e.id.Seed)
-	name, err := e.readOurNV(idx, "UV retries", uvPublic)
-	if errors.Is(err, tpm2.TPMRCHandle) {
-		pub, _ := uvPublic(idx)
-		if err := e.do("NV_DefineSpace", func() error {
-			_, err := tpm2.NVDefineSpace{
-				AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-				PublicInfo: tpm2.New2B(pub),
-			}.Execute(e.t)
-			return err
-		}); err != nil {
-			return tpm2.NamedHandle{}, err
-		}
-		e.log.Info("UV retries index defined", "index", fmt.Sprintf("0x%08x", idx))
-		if name, err = e.readOurNV(idx, "UV retries", uvPublic); err != nil {
-			return tpm2.NamedHandle{}, err
-		}
-	} else if err != nil {
+	name, err := e.ourNVOrDefine(idx, "UV retries", uvPublic)
+	if err != nil {
 		return tpm2.NamedHandle{}, err
 	}
 	return tpm2.NamedHandle{Handle: tpm2.TPMHandle(idx), Name: name}, nil
