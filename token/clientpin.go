@@ -316,34 +316,22 @@ func (a *Authenticator) checkPINHash(ctx context.Context, s *pinState, proto pin
 			}
 		}
 	}()
-	wait, terr := s.throttle.Admit(a.cfg.Now())
-	if terr != nil {
-		return ctap2.ErrPINAuthBlocked
-	}
-	if wait > 0 {
-		// Counted from the last failure (seed 004): a client that waited
-		// anyway is not slowed down further.
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctap2.ErrKeepaliveCancel
+	retries, cerr := a.throttledPINCheck(ctx, s, "ctap2", func() (int, error) {
+		h, err := proto.Decrypt(shared, pinHashEnc)
+		defer pin.Zero(h)
+		if err != nil || len(h) != 16 {
+			return 0, ctap2.ErrInvalidParameter
 		}
-	}
-	h, derr := proto.Decrypt(shared, pinHashEnc)
-	if derr != nil || len(h) != 16 {
-		return ctap2.ErrInvalidParameter
-	}
-	defer pin.Zero(h)
-	retries, cerr := check(h)
+		return check(h)
+	})
 	switch {
+	case errors.Is(cerr, ErrPINAuthBlocked):
+		return ctap2.ErrPINAuthBlocked
+	case ctx.Err() != nil && errors.Is(cerr, ctx.Err()):
+		return ctap2.ErrKeepaliveCancel
 	case cerr == nil:
-		s.throttle.Succeeded()
 		return nil
 	case errors.Is(cerr, ErrWrongPIN):
-		s.throttle.Failed(a.cfg.Now())
-		a.log.Warn("wrong PIN", "retries_left", retries, "consecutive", s.throttle.Consecutive())
 		if retries == 0 {
 			return ctap2.ErrPINBlocked
 		}
@@ -618,4 +606,35 @@ func (a *Authenticator) tokenRequest(perms uint64, rpIDParam *string) (string, e
 		return "", ctap2.ErrMissingParameter
 	}
 	return rpID, nil
+}
+
+// throttledPINCheck runs one PIN check under the power cycle's throttle
+// (section 6.5.5.7: three wrong PINs in a row, then a re-plug; seed 004:
+// the delay counted from the last failure), whatever way the PIN came
+// (clientPIN, or the control socket through CheckPIN): one count for all.
+// A check error other than ErrWrongPIN (a TPM fault, a malformed
+// pinHashEnc) counts neither way. Called with s.mu held.
+func (a *Authenticator) throttledPINCheck(ctx context.Context, s *pinState, via string, check func() (int, error)) (int, error) {
+	wait, terr := s.throttle.Admit(a.cfg.Now())
+	if terr != nil {
+		return 0, ErrPINAuthBlocked
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	retries, err := check()
+	switch {
+	case err == nil:
+		s.throttle.Succeeded()
+	case errors.Is(err, ErrWrongPIN):
+		s.throttle.Failed(a.cfg.Now())
+		a.log.Warn("wrong PIN", "via", via, "retries_left", retries, "consecutive", s.throttle.Consecutive())
+	}
+	return retries, err
 }

@@ -3,7 +3,6 @@ package token
 import (
 	"context"
 	"errors"
-	"time"
 )
 
 // ErrPINAuthBlocked: three wrong PINs in a row in this power cycle; no
@@ -24,27 +23,7 @@ func (a *Authenticator) CheckPIN(ctx context.Context, pinHash []byte) (retries i
 	s := &a.pin
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wait, terr := s.throttle.Admit(a.cfg.Now())
-	if terr != nil {
-		return 0, ErrPINAuthBlocked
-	}
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-	retries, err = a.cfg.PIN.CheckPIN(pinHash)
-	switch {
-	case err == nil:
-		s.throttle.Succeeded()
-	case errors.Is(err, ErrWrongPIN):
-		s.throttle.Failed(a.cfg.Now())
-		a.log.Warn("wrong PIN (outside CTAP)", "retries_left", retries, "consecutive", s.throttle.Consecutive())
-	}
+	retries, err = a.throttledPINCheck(ctx, s, "control socket", func() (int, error) { return a.cfg.PIN.CheckPIN(pinHash) })
 	return retries, err
 }
 
