@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -48,6 +49,10 @@ func Default(tpmSpec, control, pinentry string) *Env {
 			return unix.Faccessat(unix.AT_FDCWD, p, unix.R_OK|unix.W_OK, unix.AT_EACCESS)
 		},
 		SessionBus: func() (*dbus.Conn, error) { return dbus.ConnectSessionBus() },
+		LookPath:   exec.LookPath,
+		Output: func(name string, args ...string) ([]byte, error) {
+			return exec.Command(name, args...).Output()
+		},
 	}
 }
 
@@ -282,7 +287,9 @@ func checkFlatpak(_ context.Context, e *Env) Result {
 	}
 	var lacking, fine []string
 	for _, app := range strings.Fields(string(out)) {
-		if !slices.Contains(flatpakBrowsers, app) {
+		// An app installed both system-wide and for the user is listed
+		// twice; `flatpak info` merges the user's overrides into either.
+		if !slices.Contains(flatpakBrowsers, app) || slices.Contains(lacking, app) || slices.Contains(fine, app) {
 			continue
 		}
 		perms, err := e.Output("flatpak", "info", "--show-permissions", app)
