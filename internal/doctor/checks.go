@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -283,7 +284,7 @@ func checkFlatpak(_ context.Context, e *Env) Result {
 	}
 	out, err := e.Output("flatpak", "list", "--app", "--columns=application")
 	if err != nil {
-		return fix("", "flatpak list failed: %v", err)
+		return fix("", "flatpak list failed: %v", outputErr(err))
 	}
 	var lacking, fine []string
 	for _, app := range strings.Fields(string(out)) {
@@ -333,7 +334,12 @@ func checkSnap(_ context.Context, e *Env) Result {
 	if _, err := e.LookPath("snap"); err != nil {
 		return skip("snap is not installed")
 	}
-	out, _ := e.Output("snap", "list")
+	out, err := e.Output("snap", "list")
+	if err != nil {
+		// snapd not running ("cannot communicate with server"): no
+		// snap runs then either, and the doctor cannot tell which there are.
+		return skip("snap list failed: %v (is snapd running?)", outputErr(err))
+	}
 	var found []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && slices.Contains(snapBrowsers, f[0]) {
@@ -345,4 +351,17 @@ func checkSnap(_ context.Context, e *Env) Result {
 	}
 	return fix("use the browser from a .deb or rpm (e.g. Mozilla's APT repository for Firefox) or from Flathub with the override above",
 		"%s: snap confinement gives browsers only the security keys snapd's u2f-devices interface lists, and tpm-u2f's virtual key is not among them", strings.Join(found, ", "))
+}
+
+// outputErr is err from Env.Output with the first line the program wrote
+// to its standard error, which says why (exec's error says only "exit
+// status 1").
+func outputErr(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if line, _, _ := strings.Cut(strings.TrimSpace(string(ee.Stderr)), "\n"); line != "" {
+			return fmt.Sprintf("%v: %s", err, line)
+		}
+	}
+	return err.Error()
 }

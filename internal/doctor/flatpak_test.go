@@ -175,11 +175,14 @@ func TestFlatpakCheckAgainstRealFlatpak(t *testing.T) {
 	}
 	prog := buildLsdev(t)
 	root, run := privateFlatpak(t)
+	e := Default("/dev/tpmrm0", "", "pinentry")
+	if r := checkFlatpak(context.Background(), e); !r.Skipped || r.Detail != "no Flatpak browser installed" {
+		t.Errorf("flatpak without apps: %+v", r)
+	}
 	repo := fakeFirefox(t, root, prog, run)
 	run("--user", "remote-add", "--no-gpg-verify", "local", "file://"+repo)
 	run("--user", "install", "-y", "--noninteractive", "local", "org.mozilla.firefox")
 
-	e := Default("/dev/tpmrm0", "", "pinentry")
 	r := checkFlatpak(context.Background(), e)
 	const want = "flatpak override --user --device=all org.mozilla.firefox"
 	if r.OK || r.Skipped || r.Fix != want || !strings.Contains(r.Detail, "org.mozilla.firefox cannot reach security keys") {
