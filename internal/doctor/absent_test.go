@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/user"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/tpm-u2f/tpm-u2f/tpm"
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
 
 // The paths where a check has nothing to look at: each says SKIP (never a
@@ -180,5 +183,69 @@ func TestSnapWithoutSnapd(t *testing.T) {
 	r := checkSnap(context.Background(), Default("/dev/tpmrm0", "", "pinentry"))
 	if !r.Skipped || !strings.Contains(r.Detail, "exit status 1: error: cannot communicate with server") || !strings.Contains(r.Detail, "is snapd running?") {
 		t.Errorf("snap without snapd: %+v", r)
+	}
+}
+
+// rewriteTPM changes the answers of a real TPM to GetCapability: a TPM
+// without what tpm-u2f needs cannot be had from swtpm, so its answers
+// are edited in place (same sizes).
+type rewriteTPM struct {
+	transport.TPMCloser
+	curves   bool   // report P-384 where the TPM has P-256
+	revision uint32 // report this TPM_PT_REVISION (0: leave it)
+}
+
+func (r rewriteTPM) Send(cmd []byte) ([]byte, error) {
+	rsp, err := r.TPMCloser.Send(cmd)
+	// GetCapability: command code 0x17A at [6:10], capability at [10:14];
+	// the response's capability at [11:15], its count at [15:19].
+	if err != nil || len(cmd) < 22 || binary.BigEndian.Uint32(cmd[6:10]) != 0x17A || len(rsp) < 19 {
+		return rsp, err
+	}
+	switch binary.BigEndian.Uint32(rsp[11:15]) {
+	case 0x08: // TPM_CAP_ECC_CURVES: a list of uint16
+		for i := 19; r.curves && i+2 <= len(rsp); i += 2 {
+			if binary.BigEndian.Uint16(rsp[i:]) == 0x0003 { // TPM_ECC_NIST_P256
+				binary.BigEndian.PutUint16(rsp[i:], 0x0004) // P-384
+			}
+		}
+	case 0x06: // TPM_CAP_TPM_PROPERTIES: (property, value) pairs
+		if r.revision != 0 && len(rsp) >= 27 && binary.BigEndian.Uint32(rsp[19:23]) == 0x102 { // TPM_PT_REVISION
+			binary.BigEndian.PutUint32(rsp[23:27], r.revision)
+		}
+	}
+	return rsp, nil
+}
+
+// A TPM without P-256, or older than revision 1.16 (no PIN-fail NV
+// indices), is a FIX with no command that could fix it but the vendor's.
+func TestTPMWithoutWhatWeNeed(t *testing.T) {
+	spec := tpmtest.SWTPM(t)
+	m := newMachine(t)
+	e := m.env(nil)
+	e.TPM = spec
+	var rw rewriteTPM
+	e.OpenTPM = func(spec string) (transport.TPMCloser, error) {
+		t, _, err := tpm.Open(spec)
+		if err != nil {
+			return nil, err
+		}
+		rw.TPMCloser = t
+		return rw, nil
+	}
+	if r := checkTPMCapabilities(context.Background(), e); !r.OK || !strings.Contains(r.Detail, "P-256, revision 1.") {
+		t.Fatalf("swtpm as it is: %+v", r)
+	}
+	rw = rewriteTPM{curves: true}
+	if r := checkTPMCapabilities(context.Background(), e); r.OK || r.Detail != "the TPM has no NIST P-256 curve" {
+		t.Errorf("no P-256: %+v", r)
+	}
+	rw = rewriteTPM{revision: 105}
+	if r := checkTPMCapabilities(context.Background(), e); r.OK || !strings.Contains(r.Detail, "TPM 2.0 revision 1.05 predates PIN-fail NV indices") || !strings.Contains(r.Fix, "firmware") {
+		t.Errorf("revision 1.05: %+v", r)
+	}
+	rw = rewriteTPM{revision: 116}
+	if r := checkTPMCapabilities(context.Background(), e); !r.OK || !strings.Contains(r.Detail, "revision 1.16") {
+		t.Errorf("revision 1.16: %+v", r)
 	}
 }
