@@ -9,7 +9,8 @@ set -euo pipefail
 # dbus-daemon: the desktop prompt tests (a private session bus).
 # flatpak: the doctor's Flatpak check against a real flatpak (a private
 # installation in a temporary directory; it pulls in bubblewrap).
-pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon flatpak)
+# pinentry-curses: the doctor shows it cannot ask without a terminal.
+pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon flatpak pinentry-curses)
 
 missing=()
 for p in "${pkgs[@]}"; do

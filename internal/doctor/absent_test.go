@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/tpm-u2f/tpm-u2f/pinentry"
 	"github.com/tpm-u2f/tpm-u2f/tpm"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
@@ -248,4 +250,42 @@ func TestTPMWithoutWhatWeNeed(t *testing.T) {
 	if r := checkTPMCapabilities(context.Background(), e); !r.OK || !strings.Contains(r.Detail, "revision 1.16") {
 		t.Errorf("revision 1.16: %+v", r)
 	}
+}
+
+// pinentry-curses (Debian's default `pinentry` when no desktop pinentry is
+// installed) needs a terminal; the daemon has none. The doctor says so
+// for it and for a `pinentry` link that leads to it, and the real
+// pinentry-curses, asked as the daemon asks (pinentry.Ask, pipes and no
+// terminal), indeed answers with an error instead of a prompt.
+func TestPinentryCursesNeedsATerminal(t *testing.T) {
+	bin := t.TempDir()
+	curses := filepath.Join(bin, "pinentry-curses")
+	if err := os.WriteFile(curses, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(curses, filepath.Join(bin, "pinentry")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	e := Default("/dev/tpmrm0", "", "pinentry")
+	r := checkPinentry(context.Background(), e)
+	if r.OK || r.Skipped || !strings.Contains(r.Detail, "is "+curses+", which needs a terminal") || !strings.Contains(r.Fix, "update-alternatives --set pinentry /usr/bin/pinentry-gnome3") {
+		t.Errorf("pinentry -> pinentry-curses: %+v", r)
+	}
+	e.Pinentry = "pinentry-curses"
+	if r := checkPinentry(context.Background(), e); r.OK || !strings.Contains(r.Fix, "--pinentry pinentry-gnome3") {
+		t.Errorf("--pinentry pinentry-curses: %+v", r)
+	}
+
+	const real = "/usr/bin/pinentry-curses"
+	if _, err := os.Stat(real); err != nil {
+		tpmtest.SkipMissing(t, "pinentry-curses not installed (apt-get install pinentry-curses)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pin, err := pinentry.Ask(ctx, real, pinentry.Prompt{Title: "tpm-u2f", Prompt: "PIN:"})
+	if err == nil || ctx.Err() != nil || pin != nil {
+		t.Fatalf("pinentry-curses without a terminal: PIN %q, err %v (ctx %v), want an error at once", pin, err, ctx.Err())
+	}
+	t.Logf("pinentry-curses without a terminal: %v", err)
 }

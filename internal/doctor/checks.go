@@ -268,6 +268,21 @@ func checkPinentry(_ context.Context, e *Env) Result {
 		return fix("sudo apt install pinentry-gnome3      # or pinentry-qt; sudo dnf install pinentry-gnome3",
 			"%s not found: the tray's Unlock cannot ask for the PIN", e.Pinentry)
 	}
+	// pinentry-curses and -tty draw on a terminal, and the daemon, a
+	// user service, has none: they answer GETPIN with an error. Debian's
+	// `pinentry` is a link (update-alternatives) that may lead to them.
+	target, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		target = p
+	}
+	if b := filepath.Base(target); b == "pinentry-curses" || b == "pinentry-tty" {
+		choose := "sudo update-alternatives --set pinentry /usr/bin/pinentry-gnome3   # what `pinentry` runs (Debian, Ubuntu)"
+		if e.Pinentry != "pinentry" {
+			choose = "tpm-u2f run --pinentry pinentry-gnome3     # in the user unit's ExecStart (systemctl --user edit --full tpm-u2f)"
+		}
+		return fix("sudo apt install pinentry-gnome3      # or pinentry-qt; sudo dnf install pinentry-gnome3\n"+choose,
+			"%s is %s, which needs a terminal, and the daemon has none: the tray's Unlock cannot ask for the PIN", p, target)
+	}
 	return ok("%s", p)
 }
 
