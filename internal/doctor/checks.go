@@ -266,7 +266,7 @@ func checkPinentry(_ context.Context, e *Env) Result {
 	p, err := e.LookPath(e.Pinentry)
 	if err != nil {
 		return fix("sudo apt install pinentry-gnome3      # or pinentry-qt; sudo dnf install pinentry-gnome3",
-			"%s not found: the tray's Unlock cannot ask for the PIN", e.Pinentry)
+			"%s not found: unlocking the key and `tpm-u2f credentials` cannot ask for the PIN", e.Pinentry)
 	}
 	// pinentry-curses and -tty draw on a terminal, and the daemon, a
 	// user service, has none: they answer GETPIN with an error. Debian's
@@ -281,7 +281,7 @@ func checkPinentry(_ context.Context, e *Env) Result {
 			choose = "tpm-u2f run --pinentry pinentry-gnome3     # in the user unit's ExecStart (systemctl --user edit --full tpm-u2f)"
 		}
 		return fix("sudo apt install pinentry-gnome3      # or pinentry-qt; sudo dnf install pinentry-gnome3\n"+choose,
-			"%s is %s, which needs a terminal, and the daemon has none: the tray's Unlock cannot ask for the PIN", p, target)
+			"%s is %s, which needs a terminal, and the daemon has none: unlocking the key and `tpm-u2f credentials` cannot ask for the PIN", p, target)
 	}
 	return ok("%s", p)
 }
