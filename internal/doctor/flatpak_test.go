@@ -99,8 +99,8 @@ func privateFlatpak(t *testing.T) (root string, run func(args ...string) string)
 
 // fakeFirefox builds, without network, an ostree repository in root with
 // a runtime that holds nothing and an app with Flathub's ID for Firefox
-// whose command is prog and whose only device is the GPU (devices=dri;
-// as Flathub's Firefox asks for), and adds it as the remote "local" of
+// whose command is prog and whose only device is the GPU (devices=dri),
+// and adds it as the remote "local" of
 // the given installation ("--user" or "--system").
 func fakeFirefox(t *testing.T, root, prog string, run func(args ...string) string) string {
 	t.Helper()
@@ -163,8 +163,8 @@ func hostDev(t *testing.T) []string {
 }
 
 // TestFlatpakCheckAgainstRealFlatpak: Debian's flatpak with a Firefox
-// (Flathub's ID) installed in a private --user installation, with the
-// devices Flathub gives it (dri). The doctor says FIX with the override;
+// (Flathub's ID) installed in a private --user installation, with the GPU
+// as its only device (dri). The doctor says FIX with the override;
 // running exactly that command makes the check OK, and it is what gives
 // the sandbox the machine's /dev (where the key's hidraw node is): the
 // app, run by flatpak in its bwrap sandbox, sees no host device before
