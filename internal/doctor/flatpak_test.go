@@ -100,8 +100,7 @@ func privateFlatpak(t *testing.T) (root string, run func(args ...string) string)
 // fakeFirefox builds, without network, an ostree repository in root with
 // a runtime that holds nothing and an app with Flathub's ID for Firefox
 // whose command is prog and whose only device is the GPU (devices=dri),
-// and adds it as the remote "local" of
-// the given installation ("--user" or "--system").
+// and returns the repository's path.
 func fakeFirefox(t *testing.T, root, prog string, run func(args ...string) string) string {
 	t.Helper()
 	repo := filepath.Join(root, "repo")
