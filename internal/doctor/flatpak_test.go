@@ -215,7 +215,12 @@ func TestFlatpakCheckAgainstRealFlatpak(t *testing.T) {
 		}
 	}
 
-	// Undone (`flatpak override --user --reset`), the check says FIX again.
+	// Taken away again (`--nodevice=all` writes devices=!all;), or the
+	// override reset: FIX again.
+	run("override", "--user", "--nodevice=all", "org.mozilla.firefox")
+	if r := checkFlatpak(context.Background(), e); r.OK || r.Fix != want {
+		t.Errorf("after --nodevice=all: %+v\n%s", r, run("info", "--show-permissions", "org.mozilla.firefox"))
+	}
 	run("override", "--user", "--reset", "org.mozilla.firefox")
 	if r := checkFlatpak(context.Background(), e); r.OK || r.Fix != want {
 		t.Errorf("after the override was reset: %+v", r)
