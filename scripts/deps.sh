@@ -7,7 +7,10 @@ set -euo pipefail
 # gcc + libssl-dev: the embedded TPM simulator (cgo).
 # swtpm: the swtpm backend tests. python3-fido2: the interop tests.
 # dbus-daemon: the desktop prompt tests (a private session bus).
-pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon)
+# flatpak: the doctor's Flatpak check against a real flatpak (a private
+# installation in a temporary directory; it pulls in bubblewrap).
+# pinentry-curses: the doctor shows it cannot ask without a terminal.
+pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon flatpak pinentry-curses)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,9 +2,11 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -48,6 +50,10 @@ func Default(tpmSpec, control, pinentry string) *Env {
 			return unix.Faccessat(unix.AT_FDCWD, p, unix.R_OK|unix.W_OK, unix.AT_EACCESS)
 		},
 		SessionBus: func() (*dbus.Conn, error) { return dbus.ConnectSessionBus() },
+		LookPath:   exec.LookPath,
+		Output: func(name string, args ...string) ([]byte, error) {
+			return exec.Command(name, args...).Output()
+		},
 	}
 }
 
@@ -260,7 +266,22 @@ func checkPinentry(_ context.Context, e *Env) Result {
 	p, err := e.LookPath(e.Pinentry)
 	if err != nil {
 		return fix("sudo apt install pinentry-gnome3      # or pinentry-qt; sudo dnf install pinentry-gnome3",
-			"%s not found: the tray's Unlock cannot ask for the PIN", e.Pinentry)
+			"%s not found: unlocking the key and `tpm-u2f credentials` cannot ask for the PIN", e.Pinentry)
+	}
+	// pinentry-curses and -tty draw on a terminal, and the daemon, a
+	// user service, has none: they answer GETPIN with an error. Debian's
+	// `pinentry` is a link (update-alternatives) that may lead to them.
+	target, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		target = p
+	}
+	if b := filepath.Base(target); b == "pinentry-curses" || b == "pinentry-tty" {
+		choose := "sudo update-alternatives --set pinentry /usr/bin/pinentry-gnome3   # what `pinentry` runs (Debian, Ubuntu)"
+		if e.Pinentry != "pinentry" {
+			choose = "tpm-u2f run --pinentry pinentry-gnome3     # in the user unit's ExecStart (systemctl --user edit --full tpm-u2f)"
+		}
+		return fix("sudo apt install pinentry-gnome3      # or pinentry-qt; sudo dnf install pinentry-gnome3\n"+choose,
+			"%s is %s, which needs a terminal, and the daemon has none: unlocking the key and `tpm-u2f credentials` cannot ask for the PIN", p, target)
 	}
 	return ok("%s", p)
 }
@@ -278,11 +299,13 @@ func checkFlatpak(_ context.Context, e *Env) Result {
 	}
 	out, err := e.Output("flatpak", "list", "--app", "--columns=application")
 	if err != nil {
-		return fix("", "flatpak list failed: %v", err)
+		return fix("", "flatpak list failed: %v", outputErr(err))
 	}
 	var lacking, fine []string
 	for _, app := range strings.Fields(string(out)) {
-		if !slices.Contains(flatpakBrowsers, app) {
+		// An app installed both system-wide and for the user is listed
+		// twice; `flatpak info` merges the user's overrides into either.
+		if !slices.Contains(flatpakBrowsers, app) || slices.Contains(lacking, app) || slices.Contains(fine, app) {
 			continue
 		}
 		perms, err := e.Output("flatpak", "info", "--show-permissions", app)
@@ -326,7 +349,12 @@ func checkSnap(_ context.Context, e *Env) Result {
 	if _, err := e.LookPath("snap"); err != nil {
 		return skip("snap is not installed")
 	}
-	out, _ := e.Output("snap", "list")
+	out, err := e.Output("snap", "list")
+	if err != nil {
+		// snapd not running ("cannot communicate with server"): no
+		// snap runs then either, and the doctor cannot tell which there are.
+		return skip("snap list failed: %v (is snapd running?)", outputErr(err))
+	}
 	var found []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && slices.Contains(snapBrowsers, f[0]) {
@@ -338,4 +366,17 @@ func checkSnap(_ context.Context, e *Env) Result {
 	}
 	return fix("use the browser from a .deb or rpm (e.g. Mozilla's APT repository for Firefox) or from Flathub with the override above",
 		"%s: snap confinement gives browsers only the security keys snapd's u2f-devices interface lists, and tpm-u2f's virtual key is not among them", strings.Join(found, ", "))
+}
+
+// outputErr is err from Env.Output with the first line the program wrote
+// to its standard error, which says why (exec's error says only "exit
+// status 1").
+func outputErr(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if line, _, _ := strings.Cut(strings.TrimSpace(string(ee.Stderr)), "\n"); line != "" {
+			return fmt.Sprintf("%v: %s", err, line)
+		}
+	}
+	return err.Error()
 }

@@ -60,7 +60,7 @@ func (m *machine) env(bus func() (*dbus.Conn, error)) *Env {
 		SessionBus: bus,
 		LookPath: func(name string) (string, error) {
 			if m.have[name] {
-				return "/usr/bin/" + name, nil
+				return filepath.Join(m.dir, "usr/bin", name), nil // of this fake machine, not the real one
 			}
 			return "", errors.New("not found")
 		},
