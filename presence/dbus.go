@@ -131,6 +131,9 @@ func (d *DBus) Confirm(ctx context.Context, req Request) error {
 				closeIt()
 				return nil
 			case verdictDeny:
+				// Some servers (mako) keep a notification up after its
+				// action; one already closed makes this a no-op.
+				closeIt()
 				return ErrDenied
 			case verdictTimeout:
 				return ErrTimeout

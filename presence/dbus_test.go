@@ -81,6 +81,22 @@ func TestDBusCancelClosesNotification(t *testing.T) {
 	}
 }
 
+// TestDBusDenyClosesNotification: a server that leaves a notification up
+// after its action was invoked (mako does) must not keep showing a
+// prompt that was already answered Deny.
+func TestDBusDenyClosesNotification(t *testing.T) {
+	addr := notifytest.SessionBus(t)
+	n := &notifytest.Server{Caps: []string{"actions"}, Answer: "deny"}
+	n.Serve(t, addr)
+	p := presence.NewDBus(notifytest.Connect(t, addr), 10*time.Second, nil)
+	if err := p.Confirm(context.Background(), req); !errors.Is(err, presence.ErrDenied) {
+		t.Fatalf("Confirm = %v, want ErrDenied", err)
+	}
+	if closed := n.Closed(); len(closed) != 1 || closed[0] != n.LastID() {
+		t.Fatalf("notifications closed: %v", closed)
+	}
+}
+
 func TestDBusServerWithoutActionsRefuses(t *testing.T) {
 	addr := notifytest.SessionBus(t)
 	n := &notifytest.Server{Caps: []string{"body"}, Answer: "allow"}
