@@ -328,8 +328,9 @@ func newPrompter(mode string, timeout time.Duration, log *slog.Logger) (presence
 		p := presence.NewDBus(conn, timeout, log)
 		if err := p.Check(); err != nil {
 			// Not fatal: the desktop may start its notification server
-			// after us. Until then every request needing presence is refused.
-			log.Warn("presence prompts cannot be shown yet; requests that need presence are refused until they can", "reason", err)
+			// after us. Until then a request needing presence asks through
+			// the tray where there is one (SetFallback below), or is refused.
+			log.Warn("presence prompts cannot be shown yet; until a notification server with actions appears, requests that need presence ask through the tray icon if there is one, or are refused", "reason", err)
 		}
 		return p, conn, nil
 	}
