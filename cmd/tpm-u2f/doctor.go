@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os/exec"
 
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/tpm-u2f/tpm-u2f/control"
@@ -31,10 +30,6 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	e := doctor.Default(*tpmSpec, path, *pinentry)
 	e.OpenTPM = func(spec string) (transport.TPMCloser, error) { t, _, err := tpm.Open(spec); return t, err }
 	e.Status = func(p string) error { _, err := control.Call(p, control.Request{Command: "status"}); return err }
-	e.LookPath = exec.LookPath
-	e.Output = func(name string, args ...string) ([]byte, error) {
-		return exec.CommandContext(ctx, name, args...).Output()
-	}
 	results := doctor.Run(ctx, e)
 	if *asJSON {
 		if err := doctor.PrintJSON(stdout, results); err != nil {

@@ -36,8 +36,9 @@ type Env struct {
 	Status     func(controlPath string) error
 	SessionBus func() (*dbus.Conn, error)
 	LookPath   func(string) (string, error)
-	// Output runs a command (flatpak, snap) and returns its standard output.
-	Output func(name string, args ...string) ([]byte, error)
+	// Output runs a command (flatpak, snap) and returns its standard
+	// output; ctx ends a command that hangs (Ctrl-C on doctor).
+	Output func(ctx context.Context, name string, args ...string) ([]byte, error)
 }
 
 // Default is the environment of this machine for a daemon run with the
@@ -51,8 +52,8 @@ func Default(tpmSpec, control, pinentry string) *Env {
 		},
 		SessionBus: func() (*dbus.Conn, error) { return dbus.ConnectSessionBus() },
 		LookPath:   exec.LookPath,
-		Output: func(name string, args ...string) ([]byte, error) {
-			return exec.Command(name, args...).Output()
+		Output: func(ctx context.Context, name string, args ...string) ([]byte, error) {
+			return exec.CommandContext(ctx, name, args...).Output()
 		},
 	}
 }
@@ -290,14 +291,14 @@ func checkPinentry(_ context.Context, e *Env) Result {
 // keys over hidraw.
 var flatpakBrowsers = []string{"org.mozilla.firefox", "org.chromium.Chromium", "com.google.Chrome", "com.brave.Browser", "com.microsoft.Edge", "com.vivaldi.Vivaldi", "io.gitlab.librewolf-community"}
 
-func checkFlatpak(_ context.Context, e *Env) Result {
+func checkFlatpak(ctx context.Context, e *Env) Result {
 	if e.LookPath == nil || e.Output == nil {
 		return skip("not checked")
 	}
 	if _, err := e.LookPath("flatpak"); err != nil {
 		return skip("flatpak is not installed")
 	}
-	out, err := e.Output("flatpak", "list", "--app", "--columns=application")
+	out, err := e.Output(ctx, "flatpak", "list", "--app", "--columns=application")
 	if err != nil {
 		return fix("", "flatpak list failed: %v", outputErr(err))
 	}
@@ -308,7 +309,7 @@ func checkFlatpak(_ context.Context, e *Env) Result {
 		if !slices.Contains(flatpakBrowsers, app) || slices.Contains(lacking, app) || slices.Contains(fine, app) {
 			continue
 		}
-		perms, err := e.Output("flatpak", "info", "--show-permissions", app)
+		perms, err := e.Output(ctx, "flatpak", "info", "--show-permissions", app)
 		if err == nil && hasAllDevices(string(perms)) {
 			fine = append(fine, app)
 		} else {
@@ -342,14 +343,14 @@ func hasAllDevices(perms string) bool {
 // admits only the security keys it lists by USB vendor and product.
 var snapBrowsers = []string{"firefox", "chromium", "brave", "opera"}
 
-func checkSnap(_ context.Context, e *Env) Result {
+func checkSnap(ctx context.Context, e *Env) Result {
 	if e.LookPath == nil || e.Output == nil {
 		return skip("not checked")
 	}
 	if _, err := e.LookPath("snap"); err != nil {
 		return skip("snap is not installed")
 	}
-	out, err := e.Output("snap", "list")
+	out, err := e.Output(ctx, "snap", "list")
 	if err != nil {
 		// snapd not running ("cannot communicate with server"): no
 		// snap runs then either, and the doctor cannot tell which there are.

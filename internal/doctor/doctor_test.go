@@ -64,7 +64,7 @@ func (m *machine) env(bus func() (*dbus.Conn, error)) *Env {
 			}
 			return "", errors.New("not found")
 		},
-		Output: func(name string, args ...string) ([]byte, error) {
+		Output: func(_ context.Context, name string, args ...string) ([]byte, error) {
 			out, ok := m.outputs[name+" "+strings.Join(args, " ")]
 			if !ok {
 				return nil, errors.New("no such output")
