@@ -112,3 +112,26 @@ func eventually(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestTrayHostStartsAfterTheDaemon: at login the panel may start after
+// the user unit. The daemon started on a bus without a tray host shows
+// its icon once one appears, and again when the panel restarts.
+func TestTrayHostStartsAfterTheDaemon(t *testing.T) {
+	bus := notifytest.SessionBus(t)
+	n := &notifytest.Server{Caps: []string{"actions"}, Answer: "allow"}
+	n.Serve(t, bus)
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	startDaemonEnv(t, t.TempDir(), []string{"DBUS_SESSION_BUS_ADDRESS=" + bus},
+		"--tpm", "sim", "--control", sock, "--presence", "dbus")
+	for range 2 { // the panel starts, then restarts
+		host := notifytest.Connect(t, bus)
+		w := traytest.ServeWatcher(t, host)
+		var item string
+		eventually(t, "tray item registered with a panel that came later", func() bool {
+			item, _ = w.Registered()
+			return item != ""
+		})
+		traytest.MenuPath(t, host, item)
+		host.Close()
+	}
+}

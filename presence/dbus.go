@@ -35,14 +35,20 @@ type DBus struct {
 	log     *slog.Logger
 	timeout time.Duration
 	slot    chan struct{}
-	// fallback asks when no notification server can show Allow/Deny.
-	fallback Prompter
+	// fallback asks when no notification server can show Allow/Deny,
+	// while fallbackShown says someone can see it.
+	fallback      Prompter
+	fallbackShown func() bool
 }
 
 // SetFallback makes d ask p (the tray's Allow/Deny) whenever the
-// notification server is missing or cannot show buttons, instead of
-// refusing. Call before the first Confirm.
-func (d *DBus) SetFallback(p Prompter) { d.fallback = p }
+// notification server is missing or cannot show buttons and shown
+// reports that p can be seen (a tray host is there: panels start, stop
+// and restart during a session), instead of refusing. Call before the
+// first Confirm.
+func (d *DBus) SetFallback(p Prompter, shown func() bool) {
+	d.fallback, d.fallbackShown = p, shown
+}
 
 // NewDBus returns a prompter on conn (usually dbus.ConnectSessionBus()).
 // timeout bounds each prompt (default 30 s).
@@ -78,7 +84,7 @@ func (d *DBus) Confirm(ctx context.Context, req Request) error {
 		return ctx.Err()
 	}
 	if err := d.Check(); err != nil {
-		if d.fallback != nil {
+		if d.fallback != nil && d.fallbackShown() {
 			d.log.Warn("presence: the notification server cannot ask; asking through the tray instead", "operation", req.Operation, "rp", req.RelyingParty, "reason", err)
 			return d.fallback.Confirm(ctx, req)
 		}

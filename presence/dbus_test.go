@@ -154,7 +154,7 @@ func TestDBusFallsBackWhenTheServerHasNoButtons(t *testing.T) {
 	n.Serve(t, addr)
 	p := presence.NewDBus(notifytest.Connect(t, addr), time.Second, nil)
 	manual := presence.NewManual(2 * time.Second)
-	p.SetFallback(manual)
+	p.SetFallback(manual, func() bool { return true })
 	for _, allow := range []bool{true, false} {
 		done := make(chan error, 1)
 		go func() { done <- p.Confirm(context.Background(), req) }()
@@ -196,5 +196,36 @@ func TestManual(t *testing.T) {
 	cancel()
 	if err := m.Confirm(ctx, req); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// With no tray host to show the fallback's question, nobody could answer
+// it: the request is refused at once instead of waiting for its timeout.
+func TestDBusNoFallbackWhileTheTrayIsNotShown(t *testing.T) {
+	addr := notifytest.SessionBus(t)
+	p := presence.NewDBus(notifytest.Connect(t, addr), time.Second, nil)
+	manual := presence.NewManual(time.Minute)
+	p.SetFallback(manual, func() bool { return false })
+	start := time.Now()
+	if err := p.Confirm(context.Background(), req); err == nil {
+		t.Fatal("approved with no notification server and no tray")
+	}
+	if _, asked := manual.Pending(); asked || time.Since(start) > 30*time.Second {
+		t.Fatal("asked a fallback nobody can see")
+	}
+}
+
+// A notification server that starts after the daemon (a login race) is
+// used from the next prompt on: the server is looked for at each prompt.
+func TestDBusServerThatStartsLaterIsUsed(t *testing.T) {
+	addr := notifytest.SessionBus(t)
+	p := presence.NewDBus(notifytest.Connect(t, addr), 2*time.Second, nil)
+	if err := p.Confirm(context.Background(), req); err == nil {
+		t.Fatal("approved with no notification server")
+	}
+	n := &notifytest.Server{Caps: []string{"actions"}, Answer: "allow"}
+	n.Serve(t, addr)
+	if err := p.Confirm(context.Background(), req); err != nil {
+		t.Fatalf("Confirm with the server that came later: %v", err)
 	}
 }

@@ -269,18 +269,21 @@ func run(ctx context.Context, f runFlags, log *slog.Logger) error {
 	if err := serveControl(ctx, f, d, log); err != nil {
 		return err
 	}
-	switch {
-	case bus == nil:
-	case tray.Available(bus):
+	if bus != nil {
+		// The tray runs whether or not a tray host is there yet: the panel
+		// may start after us at login, or restart, and the item registers
+		// whenever a StatusNotifierWatcher appears.
 		go tray.Run(ctx, trayView{d}, log)
-		log.Info("tray icon shown")
+		if tray.Available(bus) {
+			log.Info("tray icon shown")
+		} else {
+			log.Info("no StatusNotifierWatcher on the session bus yet: the tray icon appears when a panel with a tray starts (until then lock, unlock and re-plug with the tpm-u2f command)")
+		}
 		if p, ok := prompter.(*presence.DBus); ok {
 			// Where the notification server cannot show Allow/Deny, the
 			// tray asks instead of every request being refused.
-			p.SetFallback(manual)
+			p.SetFallback(manual, func() bool { return tray.Available(bus) })
 		}
-	default:
-		log.Info("no StatusNotifierWatcher on the session bus: running without a tray icon (lock, unlock and re-plug with the tpm-u2f command)")
 	}
 
 	caps := ctaphid.CapWink
