@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 	"github.com/tpm-u2f/tpm-u2f/tray/traytest"
 
 	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
@@ -47,7 +48,7 @@ const xfcePanelConfig = `<?xml version="1.0" encoding="UTF-8"?>
 func TestXfcePanelMenu(t *testing.T) {
 	for _, bin := range []string{"Xvfb", "xfce4-panel", "xdotool", "dbus-send"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed", bin)
+			tpmtest.SkipMissing(t, bin+" not installed (apt-get install xvfb xfce4-panel xfconf xdotool)")
 		}
 	}
 	binary(t) // built before HOME and XDG_CACHE_HOME change (Go's build cache lives there)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/tpm-u2f/tpm-u2f/presence"
+	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 )
 
 // desk is a Sway session for a test: a session bus, headless sway, and
@@ -32,14 +33,14 @@ func startSway(t *testing.T) *desk {
 	t.Helper()
 	for _, bin := range []string{"dbus-daemon", "sway", "mako", "makoctl", "busctl", "jq", "dunst", "dunstctl", "waybar"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (apt-get install sway mako-notifier jq dunst waybar)", bin)
+			tpmtest.SkipMissing(t, bin+" not installed (apt-get install sway mako-notifier jq dunst waybar)")
 		}
 	}
 	d := &desk{}
 	uid, gid := os.Getuid(), os.Getgid()
 	if uid == 0 {
 		if _, err := exec.LookPath("setpriv"); err != nil {
-			t.Skip("setpriv not installed: sway does not run as root")
+			tpmtest.SkipMissing(t, "setpriv not installed: sway does not run as root")
 		}
 		uid, gid = 65534, 65534
 		d.asUser = []string{"setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--clear-groups"}
