@@ -102,6 +102,8 @@ if [ "$BROWSER" = 1 ]; then
   # --headless=new instead (the passkey tests then fail at that sheet).
   # Firefox runs on Xvfb either way.
   [ "${E2E_BROWSER_HEADLESS:-0}" = 1 ] || append="$append e2e.browser_x=1"
+  # E2E_FIREFOX_NOPIN=1: Firefox's passkey on a key without a PIN.
+  [ "${E2E_FIREFOX_NOPIN:-0}" = 1 ] && append="$append e2e.firefox_nopin=1"
   # E2E_BROWSER_OUT=1: logs and screenshots to build/e2e/browser-out.
   if [ "${E2E_BROWSER_OUT:-0}" = 1 ]; then
     rm -rf "$B/browser-out"; mkdir -p "$B/browser-out"
