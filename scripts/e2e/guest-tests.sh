@@ -14,11 +14,16 @@ result() {
 }
 check() { name=$1; shift; if "$@" >/tmp/$name.out 2>&1; then result "$name" PASS; else result "$name" FAIL "$(tail -3 /tmp/$name.out | tr "\n" " ")"; echo "--- $name output"; head -40 /tmp/$name.out; [ -f /tmp/daemon.log ] && { echo "--- $name: daemon log (last 8 lines)"; tail -8 /tmp/daemon.log; }; fi; }
 
-# E2E_ONLY=browser (e2e.only=browser): the Chromium tests alone.
-if grep -q "e2e.only=browser" /proc/cmdline; then
+# E2E_ONLY=browser|chromium|firefox (e2e.only=...): the browser tests
+# alone, both or one browser.
+only=$(sed -n 's/.*e2e\.only=\([a-z]*\).*/\1/p' /proc/cmdline)
+case "$only" in browser|chromium|firefox)
   for m in hid uhid hid-generic; do insmod /lib/modules/$m.ko || result "insmod-$m" FAIL; done
-  DAEMON=; . /e2e/guest-browser.sh; exit 0
-fi
+  DAEMON=
+  [ "$only" = firefox ] || . /e2e/guest-browser.sh
+  [ "$only" = chromium ] || . /e2e/guest-firefox.sh
+  exit 0 ;;
+esac
 
 for m in hid uhid hid-generic; do insmod /lib/modules/$m.ko || result "insmod-$m" FAIL; done
 [ -e /dev/uhid ] && result uhid-device PASS || result uhid-device FAIL "no /dev/uhid"
@@ -256,6 +261,7 @@ check ctap21-config-always-uv sh -c 'PIN=000000 pinpty fido2-token -S -u /dev/hi
 kill -TERM $DAEMON; i=0; while kill -0 $DAEMON 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 unset DBUS_SYSTEM_BUS_ADDRESS
 
-# Chromium with a go-webauthn relying party (E2E_BROWSER=1: run.sh adds
-# e2e.browser=1 to the kernel command line and shares the browser root).
-grep -q "e2e.browser=1" /proc/cmdline && . /e2e/guest-browser.sh
+# Chromium and Firefox ESR with a go-webauthn relying party (E2E_BROWSER=1:
+# run.sh adds e2e.browser=1 to the kernel command line and shares the
+# browser root).
+if grep -q "e2e.browser=1" /proc/cmdline; then . /e2e/guest-browser.sh; . /e2e/guest-firefox.sh; fi

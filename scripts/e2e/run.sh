@@ -10,11 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 B=$ROOT/build/e2e
-# E2E_BROWSER=1 adds the Chromium tests (scripts/e2e/guest-browser.sh):
-# a browser root over 9p, more memory, and a longer default timeout.
-# E2E_ONLY=browser runs those alone (while working on them).
+# E2E_BROWSER=1 adds the browser tests, Chromium (scripts/e2e/guest-browser.sh)
+# and Firefox ESR (scripts/e2e/guest-firefox.sh): a browser root over 9p,
+# more memory, and a longer default timeout. E2E_ONLY=browser runs those
+# alone, E2E_ONLY=chromium or E2E_ONLY=firefox one browser (while working
+# on them).
 BROWSER=${E2E_BROWSER:-0}
-[ "${E2E_ONLY:-}" = browser ] && BROWSER=1
+case "${E2E_ONLY:-}" in browser|chromium|firefox) BROWSER=1 ;; esac
 if [ "$BROWSER" = 1 ]; then TIMEOUT=${E2E_TIMEOUT:-1200}; else TIMEOUT=${E2E_TIMEOUT:-300}; fi
 mkdir -p "$B"
 
@@ -80,7 +82,7 @@ for m in hid uhid hid-generic; do
   f=$(find "$MODDIR" -name "$m.ko*" | head -1)
   case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
 done
-cp scripts/e2e/guest-browser.sh "$R/e2e/"
+cp scripts/e2e/guest-browser.sh scripts/e2e/guest-browser-lib.sh scripts/e2e/guest-firefox.sh "$R/e2e/"
 qemu_browser=()
 append=""
 if [ "$BROWSER" = 1 ]; then
@@ -94,11 +96,14 @@ if [ "$BROWSER" = 1 ]; then
   done
   qemu_browser=(-m 3072 -smp 2 -virtfs local,path="$B/browser-root",mount_tag=browser,security_model=none,readonly=on)
   append=" e2e.browser=1"
-  [ "${E2E_ONLY:-}" = browser ] && append="$append e2e.only=browser"
+  [ -n "${E2E_ONLY:-}" ] && append="$append e2e.only=$E2E_ONLY"
   # Chromium on Xvfb, where xdotool answers its PIN sheets (a passkey on a
   # security key needs a PIN in Chromium); E2E_BROWSER_HEADLESS=1:
   # --headless=new instead (the passkey tests then fail at that sheet).
+  # Firefox runs on Xvfb either way.
   [ "${E2E_BROWSER_HEADLESS:-0}" = 1 ] || append="$append e2e.browser_x=1"
+  # E2E_FIREFOX_NOPIN=1: Firefox's passkey on a key without a PIN.
+  [ "${E2E_FIREFOX_NOPIN:-0}" = 1 ] && append="$append e2e.firefox_nopin=1"
   # E2E_BROWSER_OUT=1: logs and screenshots to build/e2e/browser-out.
   if [ "${E2E_BROWSER_OUT:-0}" = 1 ]; then
     rm -rf "$B/browser-out"; mkdir -p "$B/browser-out"
