@@ -145,6 +145,7 @@ func TestDeb(t *testing.T) {
 		"tpm-udev",
 		"libc6",
 		"Recommends: pinentry-gnome3 | pinentry\n",
+		" preinst ",
 		" postinst ",
 		" prerm ",
 		" postrm ",
@@ -332,6 +333,10 @@ func TestMaintainerScripts(t *testing.T) {
 		env       []string
 		want, not []string
 	}{
+		// The group exists before 70-tpm-u2f.rules is unpacked (udevd may
+		// load the rule at once, and resolves GROUP= then).
+		{"deb/preinst", []string{"install"}, nil, []string{"groupadd -r tpm-u2f"}, []string{"deb-systemd-helper", "systemctl"}},
+		{"deb/preinst", []string{"upgrade", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd"}},
 		{"deb/postinst", []string{"configure", ""}, nil, []string{"groupadd -r tpm-u2f", "deb-systemd-helper --user enable tpm-u2f.service"}, []string{"systemctl --global", "preset", "restart", "start"}},
 		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1"}, []string{"deb-systemd-helper --user enable tpm-u2f.service"}, []string{"groupadd"}},
 		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1", "STUB_DISABLED=1"}, []string{"deb-systemd-helper --user update-state tpm-u2f.service"}, []string{"groupadd", "--user enable"}},
