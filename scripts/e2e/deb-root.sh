@@ -16,8 +16,11 @@ SUITE=${E2E_SUITE:-bookworm}
 DEB=${1:?usage: deb-root.sh tpm-u2f_VERSION_ARCH.deb}
 # What the root must hold for this .deb. A root built for other
 # dependencies is brought up to date (apt-get satisfy) instead of rebuilt.
+# The kernel's modules too: a new kernel in build/e2e/kernel is linked in
+# again.
+kver=$(basename "$(ls -d "$B"/kernel/lib/modules/* | head -1)")
 want="$(dpkg-deb -f "$DEB" Depends) | $(dpkg-deb -f "$DEB" Recommends)"
-if [ -f "$D/.complete" ] && [ "$(cat "$D/.complete")" = "$want" ]; then exit 0; fi
+if [ -f "$D/.complete" ] && [ "$(cat "$D/.complete")" = "$want" ] && [ -d "$D/lib/modules/$kver" ]; then exit 0; fi
 [ "$(id -u)" -eq 0 ] || { echo "deb-root: needs root (debootstrap, chroot)" >&2; exit 1; }
 command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 
@@ -37,9 +40,19 @@ deps() {
   chroot_apt "apt-get satisfy -y -qq --no-install-recommends '$(dpkg-deb -f "$DEB" Depends)' && apt-get satisfy -y -qq --no-install-recommends '$(dpkg-deb -f "$DEB" Recommends)'"
 }
 
+# The Debian kernel's modules where the root's kmod looks for them
+# (/lib/modules/$(uname -r)), hard links into build/e2e/kernel, indexed by
+# the root's own depmod: systemd-modules-load and udev load uhid and
+# hid-generic from there.
+link_modules() {
+  rm -rf "$D/lib/modules"; mkdir -p "$D/lib/modules"
+  cp -al "$B/kernel/lib/modules/$kver" "$D/lib/modules/$kver"
+  chroot "$D" depmod -a "$kver"
+}
+
 if [ -f "$D/.complete" ]; then
-  echo "deb-root: the .deb's dependencies changed; apt-get satisfy in the cached root"
-  rm -f "$D/.complete"; deps; echo "$want" > "$D/.complete"; exit 0
+  echo "deb-root: the .deb's dependencies or the kernel changed; updating the cached root"
+  rm -f "$D/.complete"; deps; link_modules; echo "$want" > "$D/.complete"; exit 0
 fi
 
 # The mirror apt uses on this machine (deb822 or one-line sources).
@@ -62,14 +75,7 @@ SRC
 chroot_apt "apt-get install -y -qq --no-install-recommends systemd systemd-sysv udev dbus dbus-user-session libpam-systemd kmod tpm-udev fido2-tools procps"
 deps
 
-# The Debian kernel's modules where the root's kmod looks for them
-# (/lib/modules/$(uname -r)), hard links into build/e2e/kernel, indexed by
-# the root's own depmod: systemd-modules-load and udev load uhid and
-# hid-generic from there.
-kver=$(basename "$(ls -d "$B"/kernel/lib/modules/* | head -1)")
-mkdir -p "$D/lib/modules"
-cp -al "$B/kernel/lib/modules/$kver" "$D/lib/modules/$kver"
-chroot "$D" depmod -a "$kver"
+link_modules
 
 # Known before the first boot, so systemd's first-boot setup does not run.
 chroot "$D" systemd-machine-id-setup >/dev/null
