@@ -288,7 +288,7 @@ func TestRPM(t *testing.T) {
 			t.Errorf("rpm lacks %q:\n%s", want, list)
 		}
 	}
-	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || strings.Contains(scripts, "deb-systemd-helper") {
+	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || !strings.Contains(scripts, "preinstall scriptlet") || strings.Contains(scripts, "deb-systemd-helper") {
 		t.Errorf("rpm scriptlets are not packaging/rpm's:\n%s", scripts)
 	}
 	req := run(t, root, nil, "rpm", "-qp", "--requires", rpms[0])
@@ -340,6 +340,8 @@ func TestMaintainerScripts(t *testing.T) {
 		{"deb/postinst", []string{"configure", ""}, nil, []string{"groupadd -r tpm-u2f", "deb-systemd-helper --user enable tpm-u2f.service"}, []string{"systemctl --global", "preset", "restart", "start"}},
 		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1"}, []string{"deb-systemd-helper --user enable tpm-u2f.service"}, []string{"groupadd"}},
 		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1", "STUB_DISABLED=1"}, []string{"deb-systemd-helper --user update-state tpm-u2f.service"}, []string{"groupadd", "--user enable"}},
+		{"rpm/preinst.sh", []string{"1"}, nil, []string{"groupadd -r tpm-u2f"}, []string{"systemctl"}},
+		{"rpm/preinst.sh", []string{"2"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd"}},
 		{"rpm/postinst.sh", []string{"1"}, nil, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
 		{"rpm/postinst.sh", []string{"2"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd", "preset"}},
 		{"deb/postrm", []string{"remove"}, nil, []string{"deb-systemd-helper --user mask tpm-u2f.service"}, []string{"groupdel", "rm "}},
