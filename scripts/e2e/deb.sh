@@ -54,6 +54,11 @@ done
 cp scripts/e2e/deb-init.sh "$R/init"; chmod +x "$R/init"
 P=$R/payload
 cp "$DEB" "$P/e2e/"
+# The same package with a higher version, for the upgrade step.
+UPVER="$(dpkg-deb -f "$DEB" Version)+e2e1"
+rm -rf "$B/deb-upgrade"; mkdir -p "$B/deb-upgrade"
+make -s deb PKG_VERSION="$UPVER" PKG_OUT="$B/deb-upgrade" >/dev/null
+mkdir -p "$P/e2e/upgrade" && cp "$B"/deb-upgrade/tpm-u2f_*.deb "$P/e2e/upgrade/"
 cp scripts/e2e/guest-deb.sh "$P/e2e/tests.sh"
 # The notification server that clicks Allow (a user unit in the guest).
 CGO_ENABLED=0 go build -o "$P/usr/local/bin/notifyd" ./scripts/e2e/notifyd

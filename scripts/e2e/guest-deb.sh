@@ -97,8 +97,9 @@ echo "--- tpm-u2f doctor, as alice"; cat /tmp/doctor.txt
 #    own clean stop saves the replay store's clock (replay.Store.Close
 #    rewrites replay.state), so that file is compared by name, mode and
 #    owner only; every other file byte for byte. dpkg -i again: a new
-#    daemon from the reinstalled binary signs with the same credential.
-#    dpkg -P, the daemon stopped first: every file byte for byte.
+#    daemon from the reinstalled binary signs with the same credential,
+#    and again after an upgrade. dpkg -P, the daemon stopped first: every
+#    file byte for byte.
 state_snapshot > /tmp/state.before
 check deb-remove dpkg -r tpm-u2f
 check deb-remove-daemon-stopped wait_for 20 daemon_gone
@@ -114,6 +115,14 @@ new_daemon() { unit_running && p=$(usys show -P MainPID tpm-u2f.service) && [ "$
 check deb-reinstall-unit-running wait_for 60 new_daemon
 check deb-reinstall-hidraw wait_for 20 key_node
 assert deb-reinstall-same-credential
+# An upgrade (the same package, a higher version) with the daemon
+# running: dpkg keeps it running through the unpack and the postinst
+# restarts it from the new binary; the credential still signs.
+pid=$(usys show -P MainPID tpm-u2f.service)
+UPGRADE=$(ls /e2e/upgrade/tpm-u2f_*.deb)
+check deb-upgrade sh -c "dpkg -i $UPGRADE && dpkg-query -W -f '\${Version}\n' tpm-u2f | grep -q '+e2e1\$' && dpkg-query -W tpm-u2f"
+check deb-upgrade-restarted wait_for 60 new_daemon
+assert deb-upgrade-same-credential
 check deb-purge-stop-daemon sh -c "systemctl --user --machine=$U@ stop tpm-u2f.service && ! pgrep -x tpm-u2f"
 state_snapshot > /tmp/state.before
 check deb-purge dpkg -P tpm-u2f
