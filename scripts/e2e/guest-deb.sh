@@ -130,4 +130,20 @@ check deb-purge-unit-forgotten sh -c "! ls /etc/systemd/user/tpm-u2f.service /et
 state_snapshot > /tmp/state.after
 check deb-purge-state-kept sh -c 'diff /tmp/state.before /tmp/state.after && echo "$(grep -c . /tmp/state.after) entries byte for byte"'
 check deb-purge-group-kept getent group tpm-u2f
+# 5. The tpm-u2f group must exist before 70-tpm-u2f.rules lands: udevd
+#    loads new rules at the next uevent (at most every 3 s) and resolves
+#    GROUP= then, and `udevadm control --reload` later re-reads nothing
+#    while the rule files are unchanged. On a fresh system (group deleted,
+#    /dev/uhid back to root), a uevent between the unpack and the
+#    postinst, as any other package or device may cause, must not leave
+#    /dev/uhid to root.
+groupdel tpm-u2f
+chgrp root /dev/uhid
+check deb-fresh-unpack dpkg --unpack "$DEB"
+sleep 4
+udevadm trigger --action=change --subsystem-match=misc --sysname-match=uhid
+udevadm settle
+check deb-fresh-configure dpkg --configure tpm-u2f
+udevadm settle
+check deb-fresh-uhid-group sh -c 'stat -c "%n %G %a" /dev/uhid | tee /dev/stderr | grep -qx "/dev/uhid tpm-u2f 660"'
 echo "E2E DONE"
