@@ -4,8 +4,10 @@
 # .deb with dpkg as an admin would, lets the user alice log in (autologin on
 # tty1: a seat0 session with a user manager and the emulated graphical
 # session of /etc/systemd/user/e2e-session.service), signs with libfido2 as
-# alice, then removes, reinstalls and purges the package. One
-# "E2E RESULT <test> PASS|FAIL <detail>" line per test; the host counts them.
+# alice, then removes, reinstalls, upgrades and purges the package, and
+# last installs it once more on a system without its group, with a uevent
+# between unpack and configure. One "E2E RESULT <test> PASS|FAIL <detail>"
+# line per test; the host counts them.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 U=alice
 UID_=1000
