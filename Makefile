@@ -12,7 +12,7 @@ CRASH_TRIALS ?= 300
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./token/... ./tpm/... ./replay/... ./pin/... ./presence/... ./control/... ./credstore/... ./tray/... ./internal/... ./cmd/... ./uv/... ./largeblob/... ./bench/...
 
-.PHONY: all build test demo bench fuzz lint deps clean e2e tray-screenshot reliability corpus deb rpm deb-check package-files
+.PHONY: all build test demo bench fuzz lint deps clean e2e e2e-deb tray-screenshot reliability corpus deb rpm deb-check package-files
 
 all: build
 
@@ -63,6 +63,13 @@ corpus: deps
 # /dev/tpmrm0 (swtpm), driven by libfido2's tools (scripts/e2e/run.sh).
 e2e:
 	scripts/e2e/run.sh
+
+# The .deb on a real system: make deb's package installed with dpkg in a
+# Debian bookworm QEMU guest booted with systemd (swtpm as /dev/tpmrm0),
+# the user unit up in an emulated graphical session, libfido2 signing as
+# the user, then dpkg -r, -i and -P (scripts/e2e/deb.sh; docs/e2e.md).
+e2e-deb: deb
+	scripts/e2e/deb.sh
 
 # The tray icon in a real StatusNotifierItem host (xfce4-panel under
 # Xvfb): redraws docs/img/tray-*.png.

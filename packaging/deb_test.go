@@ -145,7 +145,9 @@ func TestDeb(t *testing.T) {
 		"tpm-udev",
 		"libc6",
 		"Recommends: pinentry-gnome3 | pinentry\n",
+		" preinst ",
 		" postinst ",
+		" prerm ",
 		" postrm ",
 	} {
 		if !strings.Contains(info, want) {
@@ -238,6 +240,11 @@ func TestDeb(t *testing.T) {
 			t.Errorf("postinst lacks %q", want)
 		}
 	}
+	// The prerm stops the daemon in running user managers on dpkg -r
+	// (make e2e-deb found it running on from the deleted binary).
+	if prerm := read("DEBIAN/prerm"); !strings.Contains(prerm, `--machine="$uid@" stop tpm-u2f.service`) {
+		t.Errorf("prerm does not stop the unit:\n%s", prerm)
+	}
 	if postrm := read("DEBIAN/postrm"); regexp.MustCompile(`(?m)^\s*(rm|groupdel|userdel)\s`).MatchString(postrm) {
 		t.Errorf("postrm removes something beyond the package:\n%s", postrm)
 	}
@@ -281,7 +288,7 @@ func TestRPM(t *testing.T) {
 			t.Errorf("rpm lacks %q:\n%s", want, list)
 		}
 	}
-	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || strings.Contains(scripts, "deb-systemd-helper") {
+	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || !strings.Contains(scripts, "preinstall scriptlet") || strings.Contains(scripts, "deb-systemd-helper") {
 		t.Errorf("rpm scriptlets are not packaging/rpm's:\n%s", scripts)
 	}
 	req := run(t, root, nil, "rpm", "-qp", "--requires", rpms[0])
@@ -326,9 +333,15 @@ func TestMaintainerScripts(t *testing.T) {
 		env       []string
 		want, not []string
 	}{
-		{"deb/postinst", []string{"configure", ""}, nil, []string{"groupadd -r tpm-u2f", "deb-systemd-helper --user enable tpm-u2f.service"}, []string{"systemctl"}},
+		// The group exists before 70-tpm-u2f.rules is unpacked (udevd may
+		// load the rule at once, and resolves GROUP= then).
+		{"deb/preinst", []string{"install"}, nil, []string{"groupadd -r tpm-u2f"}, []string{"deb-systemd-helper", "systemctl"}},
+		{"deb/preinst", []string{"upgrade", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd"}},
+		{"deb/postinst", []string{"configure", ""}, nil, []string{"groupadd -r tpm-u2f", "deb-systemd-helper --user enable tpm-u2f.service"}, []string{"systemctl --global", "preset", "restart", "start"}},
 		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1"}, []string{"deb-systemd-helper --user enable tpm-u2f.service"}, []string{"groupadd"}},
 		{"deb/postinst", []string{"configure", "0.0~git20261201.abc"}, []string{"STUB_GROUP_EXISTS=1", "STUB_DISABLED=1"}, []string{"deb-systemd-helper --user update-state tpm-u2f.service"}, []string{"groupadd", "--user enable"}},
+		{"rpm/preinst.sh", []string{"1"}, nil, []string{"groupadd -r tpm-u2f"}, []string{"systemctl"}},
+		{"rpm/preinst.sh", []string{"2"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd"}},
 		{"rpm/postinst.sh", []string{"1"}, nil, []string{"groupadd -r tpm-u2f", "systemctl --global preset tpm-u2f.service"}, nil},
 		{"rpm/postinst.sh", []string{"2"}, []string{"STUB_GROUP_EXISTS=1"}, nil, []string{"groupadd", "preset"}},
 		{"deb/postrm", []string{"remove"}, nil, []string{"deb-systemd-helper --user mask tpm-u2f.service"}, []string{"groupdel", "rm "}},
@@ -356,4 +369,82 @@ func TestMaintainerScripts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDebMaintainerScriptsRealHelper runs the .deb's maintainer scripts
+// in the order dpkg does for install, remove, reinstall and purge with
+// Debian's real deb-systemd-helper on a DPKG_ROOT (only the tools that
+// would touch this machine are stubbed), and checks the unit's links.
+// make e2e-deb found that a reinstall after `dpkg -r` left the unit
+// masked: the postrm's mask was never undone.
+func TestDebMaintainerScriptsRealHelper(t *testing.T) {
+	need(t, "sh", "perl", "deb-systemd-helper")
+	root := t.TempDir()
+	bin := t.TempDir()
+	for _, tool := range []string{"groupadd", "getent", "udevadm", "modprobe", "systemctl"} {
+		if err := os.WriteFile(filepath.Join(bin, tool), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unit := filepath.Join(root, "usr/lib/systemd/user/tpm-u2f.service")
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "contrib/tpm-u2f.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpack := func() { // what dpkg does before the postinst
+		if err := os.MkdirAll(filepath.Dir(unit), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(unit, src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := func(name string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("sh", append([]string{name}, args...)...)
+		// dpkg sets DPKG_MAINTSCRIPT_*; deb-systemd-helper does nothing without.
+		cmd.Env = []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "DPKG_ROOT=" + root,
+			"DPKG_MAINTSCRIPT_PACKAGE=tpm-u2f", "DPKG_MAINTSCRIPT_NAME=" + filepath.Base(name)}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %q: %v\n%s", name, args, err, out)
+		}
+	}
+	wants := filepath.Join(root, "etc/systemd/user/graphical-session.target.wants/tpm-u2f.service")
+	mask := filepath.Join(root, "etc/systemd/user/tpm-u2f.service")
+	// enabled: nil when either is right (dpkg -r masks the unit and
+	// leaves its links to the postrm's purge, as debhelper does).
+	state := func(step string, enabled *bool, masked bool) {
+		t.Helper()
+		_, err := os.Lstat(wants)
+		if got := err == nil; enabled != nil && got != *enabled {
+			t.Errorf("%s: graphical-session.target.wants link there: %v, want %v", step, got, *enabled)
+		}
+		dst, err := os.Readlink(mask)
+		if got := err == nil && dst == "/dev/null"; got != masked {
+			t.Errorf("%s: masked: %v, want %v", step, got, masked)
+		}
+	}
+	unpack()
+	script("deb/postinst", "configure", "")
+	yes, no := true, false
+	state("install", &yes, false)
+	script("deb/prerm", "remove")
+	os.Remove(unit)
+	script("deb/postrm", "remove")
+	state("remove", nil, true)
+	unpack()
+	script("deb/postinst", "configure", "0.1")
+	state("reinstall", &yes, false)
+	script("deb/prerm", "remove")
+	os.Remove(unit)
+	script("deb/postrm", "remove")
+	script("deb/postrm", "purge")
+	state("purge", &no, false)
+	// An admin's own mask (not the postrm's) survives a reinstall.
+	if err := os.Symlink("/dev/null", mask); err != nil {
+		t.Fatal(err)
+	}
+	unpack()
+	script("deb/postinst", "configure", "")
+	state("admin mask", nil, true)
 }

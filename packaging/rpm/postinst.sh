@@ -7,7 +7,8 @@ first_install=
 [ "$1" = 1 ] && first_install=1
 
 # /dev/uhid belongs to this group (70-tpm-u2f.rules); the TPM's is tss,
-# from tpm-udev (Debian) or tpm2-tss (Fedora).
+# from tpm-udev (Debian) or tpm2-tss (Fedora). %pre makes it before the
+# rule lands; this is for a group deleted since.
 if ! getent group tpm-u2f >/dev/null; then
 	groupadd -r tpm-u2f
 fi
