@@ -288,7 +288,7 @@ func TestRPM(t *testing.T) {
 			t.Errorf("rpm lacks %q:\n%s", want, list)
 		}
 	}
-	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || !strings.Contains(scripts, "preinstall scriptlet") || strings.Contains(scripts, "deb-systemd-helper") {
+	if scripts := run(t, root, nil, "rpm", "-qp", "--scripts", rpms[0]); !strings.Contains(scripts, "systemctl --global preset tpm-u2f.service") || !strings.Contains(scripts, "preinstall scriptlet") || !strings.Contains(scripts, `--machine="$uid@" stop tpm-u2f.service`) || strings.Contains(scripts, "deb-systemd-helper") {
 		t.Errorf("rpm scriptlets are not packaging/rpm's:\n%s", scripts)
 	}
 	req := run(t, root, nil, "rpm", "-qp", "--requires", rpms[0])
@@ -349,6 +349,7 @@ func TestMaintainerScripts(t *testing.T) {
 		{"deb/postrm", []string{"upgrade", "1.0"}, nil, nil, []string{"deb-systemd-helper", "groupdel", "rm "}},
 		{"rpm/postrm.sh", []string{"0"}, nil, []string{"systemctl --global disable tpm-u2f.service"}, []string{"groupdel", "rm "}},
 		{"rpm/postrm.sh", []string{"1"}, nil, nil, []string{"disable", "groupdel", "rm "}},
+		{"rpm/preun.sh", []string{"1"}, nil, nil, []string{"stop", "disable"}},
 	} {
 		os.Remove(logf)
 		cmd := exec.Command("sh", append([]string{tc.script}, tc.args...)...)
