@@ -26,6 +26,21 @@ if command -v udevadm >/dev/null && [ -d /run/udev ]; then
 fi
 modprobe uhid >/dev/null 2>&1 || true
 
+# The user managers running now learn of the unit; on an upgrade the key
+# comes back from the new binary in each running graphical session where
+# the unit is enabled, as the .deb's postinst does. A first install
+# starts nothing: the groups the user is added to take effect at the
+# next login.
+if [ -d /run/systemd/system ]; then
+	for uid in $(systemctl --no-legend --quiet list-units 'user@*.service' 2>/dev/null | sed -n 's/.*user@\([0-9][0-9]*\)\.service.*/\1/p'); do
+		systemctl --user --machine="$uid@" daemon-reload >/dev/null 2>&1 || continue
+		if [ -z "$first_install" ] && systemctl --user --machine="$uid@" --quiet is-active graphical-session.target 2>/dev/null &&
+			[ "$(systemctl --user --machine="$uid@" is-enabled tpm-u2f.service 2>/dev/null)" = enabled ]; then
+			systemctl --user --machine="$uid@" restart tpm-u2f.service >/dev/null 2>&1 || true
+		fi
+	done
+fi
+
 if [ -n "$first_install" ]; then
 	echo "tpm-u2f: add each user to the groups tpm-u2f and tss (sudo usermod -aG tpm-u2f,tss USER),"
 	echo "tpm-u2f: log in again; the key starts with the session (systemctl --user enable --now tpm-u2f)."
