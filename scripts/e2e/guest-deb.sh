@@ -76,6 +76,10 @@ status=$(usys show -P StatusText tpm-u2f.service)
 [ -n "$status" ] && result deb-unit-status PASS "$status" || result deb-unit-status FAIL "no STATUS="
 pid=$(usys show -P MainPID tpm-u2f.service)
 check deb-unit-on-tpmrm0 sh -c "ls -l /proc/$pid/fd | grep -E 'tpmrm0|uhid' && ls -l /proc/$pid/fd | grep -q /dev/tpmrm0 && [ \$(stat -c %U /proc/$pid) = $U ]"
+# The unit's hardening is in force on the running daemon: no new
+# privileges, a seccomp filter (SystemCallFilter=, MemoryDenyWriteExecute=,
+# RestrictNamespaces=, ...), and it still serves /dev/uhid and the TPM.
+check deb-unit-hardened sh -c "grep -E '^(NoNewPrivs|Seccomp):' /proc/$pid/status | tr '\n' ' ' && grep -qx 'NoNewPrivs:[[:space:]]*1' /proc/$pid/status && grep -qx 'Seccomp:[[:space:]]*2' /proc/$pid/status && [ \"\$(systemctl --user --machine=$U@ show -P MemoryDenyWriteExecute tpm-u2f.service)\" = yes ]"
 user_can_open_key() { n=$(key_node) && echo "$n" && runuser -u $U -- test -r "$n" -a -w "$n"; }
 check deb-hidraw-uaccess wait_for 20 user_can_open_key
 
