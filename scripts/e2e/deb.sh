@@ -12,29 +12,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 B=$ROOT/build/e2e
+. scripts/e2e/host-lib.sh
 TIMEOUT=${E2E_TIMEOUT:-600}
 mkdir -p "$B"
 
 need=(qemu-system-x86 busybox-static swtpm swtpm-tools cpio debootstrap)
-missing=()
-for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "e2e-deb: installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "e2e-deb: missing: sudo apt-get install ${missing[*]}" >&2; exit 1
-  fi
-fi
+need_debs e2e-deb "${need[@]}"
 
-# The Debian kernel, as make e2e fetches it (shared cache: run.sh does the
-# same when build/e2e/kernel is missing).
-if [ ! -d "$B/kernel/boot" ]; then
-  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
-  (cd "$B" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x "$pkg"_*.deb kernel && rm -f "$pkg"_*.deb)
-fi
-VMLINUZ=$(ls "$B"/kernel/boot/vmlinuz-* | head -1)
-MODDIR=$(ls -d "$B"/kernel/lib/modules/* | head -1)
+# The Debian kernel (host-lib.sh), shared with make e2e.
+debian_kernel "$B"
 
 # The package under test: make deb's newest .deb (the Makefile target
 # builds it first).
@@ -47,10 +33,7 @@ scripts/e2e/deb-root.sh "$DEB"
 R=$B/deb-initramfs
 rm -rf "$R"; mkdir -p "$R"/{bin,lib/modules} "$R/payload/e2e" "$R/payload/usr/local/bin"
 cp /bin/busybox "$R/bin/busybox"
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay; do
-  f=$(find "$MODDIR" -name "$m.ko*" | head -1)
-  case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
-done
+copy_modules "$R/lib/modules" virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p overlay
 cp scripts/e2e/deb-init.sh "$R/init"; chmod +x "$R/init"
 P=$R/payload
 cp "$DEB" "$P/e2e/"

@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 B=$ROOT/build/e2e
+. scripts/e2e/host-lib.sh
 # E2E_BROWSER=1 adds the browser tests, Chromium (scripts/e2e/guest-browser.sh)
 # and Firefox ESR (scripts/e2e/guest-firefox.sh): a browser root over 9p,
 # more memory, and a longer default timeout. E2E_ONLY=browser runs those
@@ -21,24 +22,10 @@ if [ "$BROWSER" = 1 ]; then TIMEOUT=${E2E_TIMEOUT:-1200}; else TIMEOUT=${E2E_TIM
 mkdir -p "$B"
 
 need=(qemu-system-x86 busybox-static fido2-tools swtpm swtpm-tools cpio openssh-client openssh-server python3-fido2 dbus-daemon)
-missing=()
-for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "e2e: installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "e2e: missing: sudo apt-get install ${missing[*]}" >&2; exit 1
-  fi
-fi
+need_debs e2e "${need[@]}"
 
 # The Debian kernel, extracted once.
-if [ ! -d "$B/kernel/boot" ]; then
-  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
-  (cd "$B" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg -x "$pkg"_*.deb kernel && rm -f "$pkg"_*.deb)
-fi
-VMLINUZ=$(ls "$B"/kernel/boot/vmlinuz-* | head -1)
-MODDIR=$(ls -d "$B"/kernel/lib/modules/* | head -1)
+debian_kernel "$B"
 
 # The initramfs, rebuilt every run (the binaries under test change).
 go build -o "$B/tpm-u2f" ./cmd/tpm-u2f
@@ -78,10 +65,7 @@ cp -r /usr/lib/x86_64-linux-gnu/ossl-modules "$R/usr/lib/x86_64-linux-gnu/"
 for so in /usr/bin/python3.11 $(find /usr/lib/python3.11/lib-dynload /usr/lib/python3/dist-packages/cryptography /usr/lib/python3/dist-packages/_cffi_backend* -name '*.so'); do
   for lib in $(ldd "$so" 2>/dev/null | awk '/=>/{print $3}'); do [ -f "$lib" ] && cp -n "$lib" "$R/lib/"; done
 done
-for m in hid uhid hid-generic; do
-  f=$(find "$MODDIR" -name "$m.ko*" | head -1)
-  case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
-done
+copy_modules "$R/lib/modules" hid uhid hid-generic
 cp scripts/e2e/guest-browser.sh scripts/e2e/guest-browser-lib.sh scripts/e2e/guest-firefox.sh "$R/e2e/"
 qemu_browser=()
 append=""
@@ -90,10 +74,7 @@ if [ "$BROWSER" = 1 ]; then
   # The relying party, static: it runs in the initramfs, outside the root.
   CGO_ENABLED=0 go build -o "$R/bin/rp" ./scripts/e2e/rp
   # 9p over virtio-pci, from the same kernel package.
-  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p; do
-    f=$(find "$MODDIR" -name "$m.ko*" | head -1)
-    case "$f" in *.xz) xz -dc "$f" > "$R/lib/modules/$m.ko" ;; *.zst) zstd -dqc "$f" > "$R/lib/modules/$m.ko" ;; *) cp "$f" "$R/lib/modules/$m.ko" ;; esac
-  done
+  copy_modules "$R/lib/modules" virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p
   qemu_browser=(-m 3072 -smp 2 -virtfs local,path="$B/browser-root",mount_tag=browser,security_model=none,readonly=on)
   append=" e2e.browser=1"
   [ -n "${E2E_ONLY:-}" ] && append="$append e2e.only=$E2E_ONLY"
