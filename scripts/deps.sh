@@ -10,7 +10,9 @@ set -euo pipefail
 # flatpak: the doctor's Flatpak check against a real flatpak (a private
 # installation in a temporary directory; it pulls in bubblewrap).
 # pinentry-curses: the doctor shows it cannot ask without a terminal.
-pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon flatpak pinentry-curses)
+# fprintd + python3-dbusmock: the fingerprint UV against the real fprintd
+# and libfprint's virtual reader, polkit mocked (uv/fprintd/realfprintd_test.go).
+pkgs=(gcc libc6-dev libssl-dev swtpm swtpm-tools python3-fido2 dbus-daemon flatpak pinentry-curses fprintd python3-dbusmock)
 
 missing=()
 for p in "${pkgs[@]}"; do
