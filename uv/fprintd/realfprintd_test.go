@@ -471,6 +471,35 @@ func TestRealFprintdWithVirtualReader(t *testing.T) {
 			t.Fatalf("after the other client released: %v, %v; want a match", r, err)
 		}
 	})
+	// Last, as it takes the reader away for good: unplugged while
+	// fprintd waits for a finger. The verification ends unavailable
+	// (never a verdict), and once released fprintd has no reader.
+	t.Run("reader unplugged mid-verification", func(t *testing.T) {
+		props := f.signals(t, "org.freedesktop.DBus.Properties", "PropertiesChanged")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		type res struct {
+			r   fprintd.Result
+			err error
+		}
+		done := make(chan res, 1)
+		go func() {
+			r, err := v.Verify(ctx)
+			done <- res{r, err}
+		}()
+		waitFingerNeeded(t, props)
+		f.send(t, "UNPLUG")
+		got := <-done
+		if !errors.Is(got.err, fprintd.ErrUnavailable) || got.r == fprintd.Match {
+			t.Fatalf("Verify when the reader was unplugged: %v, %v; want ErrUnavailable", got.r, got.err)
+		}
+		if st := v.Probe(context.Background()); st != fprintd.NoReader {
+			t.Errorf("Probe after the unplug = %v, want NoReader", st)
+		}
+		if _, err := f.verifyWith(t, v); !errors.Is(err, fprintd.ErrUnavailable) {
+			t.Errorf("Verify without a reader: %v, want ErrUnavailable", err)
+		}
+	})
 }
 
 // waitFingerNeeded waits until fprintd says the reader waits for a finger
