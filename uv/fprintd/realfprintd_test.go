@@ -341,11 +341,19 @@ func (f *realFprintd) claimable(t *testing.T) {
 	}
 }
 
-// verifyWith runs Verify while the virtual reader gets cmds.
+// verifyWith runs Verify while the virtual reader gets cmds, each when
+// fprintd says the reader waits for a finger. Not sooner: a command that
+// reaches the driver while fprintd is still opening the reader (Claim) is
+// taken by the open, which drops it ("Could not process command"), and the
+// verification then waits for a finger that never comes.
 func (f *realFprintd) verifyWith(t *testing.T, v *fprintd.Verifier, cmds ...string) (fprintd.Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var props <-chan *dbus.Signal
+	if len(cmds) > 0 {
+		props = f.signals(t, "org.freedesktop.DBus.Properties", "PropertiesChanged")
+	}
 	type res struct {
 		r   fprintd.Result
 		err error
@@ -356,6 +364,7 @@ func (f *realFprintd) verifyWith(t *testing.T, v *fprintd.Verifier, cmds ...stri
 		done <- res{r, err}
 	}()
 	for _, c := range cmds {
+		waitFingerNeeded(t, props)
 		f.send(t, c)
 	}
 	got := <-done
