@@ -176,3 +176,24 @@ func TestCancelDuringVerifyStart(t *testing.T) {
 	}
 	released(t, s)
 }
+
+// fprintd may answer right after VerifyStart's reply (the real one does
+// when the reader fails at once: TestRealFprintdWithVirtualReader saw
+// verify-disconnected dropped and Verify wait for its timeout). That
+// answer is this verification's, however soon it comes.
+func TestAnswerRightAfterVerifyStartIsKept(t *testing.T) {
+	const n = 200
+	s := &fprintdtest.Server{Enrolled: []string{"x"}, Immediate: true, Always: &fprintdtest.Status{Result: "verify-match", Done: true}}
+	v := setup(t, s)
+	for i := range n {
+		// A second is ample: the answer follows the reply at once.
+		r, err := verify(t, v, time.Second)
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("verification %d of %d: the answer sent right after VerifyStart's reply was dropped", i+1, n)
+		}
+		if err != nil || r != fprintd.Match {
+			t.Fatalf("%v, %v; want a match", r, err)
+		}
+	}
+	released(t, s)
+}

@@ -48,6 +48,10 @@ type Server struct {
 	// Stale is sent inside VerifyStart, before its reply: what an answer
 	// to an earlier verification looks like to the next client.
 	Stale *Status
+	// Immediate sends the Script's statuses right after VerifyStart's
+	// reply, without the usual pause: a reader that answers at once (an
+	// error, a finger already on it), as the real fprintd can.
+	Immediate bool
 
 	conn *dbus.Conn
 	mu   sync.Mutex
@@ -179,10 +183,13 @@ func (d device) VerifyStart(finger string) *dbus.Error {
 	} else if d.s.Always != nil {
 		script = []Status{*d.s.Always}
 	}
+	immediate := d.s.Immediate
 	d.s.mu.Unlock()
 	go func() {
 		for _, st := range script {
-			time.Sleep(20 * time.Millisecond)
+			if !immediate {
+				time.Sleep(20 * time.Millisecond)
+			}
 			d.s.Emit(st)
 		}
 	}()
