@@ -48,8 +48,8 @@ type Server struct {
 	// Stale is sent inside VerifyStart, before its reply: what an answer
 	// to an earlier verification looks like to the next client.
 	Stale *Status
-	// Immediate sends the Script's statuses right after VerifyStart's
-	// reply, without the usual pause: a reader that answers at once (an
+	// Immediate sends the Script's statuses right behind VerifyStart's
+	// reply, with nothing between them: a reader that answers at once (an
 	// error, a finger already on it), as the real fprintd can.
 	Immediate bool
 
@@ -167,7 +167,7 @@ func (d device) Release() *dbus.Error {
 	return nil
 }
 
-func (d device) VerifyStart(finger string) *dbus.Error {
+func (d device) VerifyStart(msg dbus.Message, finger string) *dbus.Error {
 	d.s.record("VerifyStart")
 	if len(d.s.enrolled()) == 0 {
 		return fprintError("NoEnrolledPrints")
@@ -185,11 +185,23 @@ func (d device) VerifyStart(finger string) *dbus.Error {
 	}
 	immediate := d.s.Immediate
 	d.s.mu.Unlock()
+	if immediate {
+		// The reply now, then the statuses on its heels, in that order
+		// on the bus. godbus's own reply, sent when this returns, is a
+		// second one the bus drops.
+		reply := &dbus.Message{Type: dbus.TypeMethodReply, Headers: map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldReplySerial: dbus.MakeVariant(msg.Serial()),
+			dbus.FieldDestination: msg.Headers[dbus.FieldSender],
+		}}
+		d.s.conn.Send(reply, nil)
+		for _, st := range script {
+			d.s.Emit(st)
+		}
+		return nil
+	}
 	go func() {
 		for _, st := range script {
-			if !immediate {
-				time.Sleep(20 * time.Millisecond)
-			}
+			time.Sleep(20 * time.Millisecond)
 			d.s.Emit(st)
 		}
 	}()
