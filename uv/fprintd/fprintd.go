@@ -179,7 +179,8 @@ func (v *Verifier) Verify(ctx context.Context) (Result, error) {
 	v.conn.Signal(signals)
 	defer v.conn.RemoveSignal(signals)
 	// Subscribed before VerifyStart, so no answer to it is missed.
-	if err := dev.CallWithContext(ctx, DeviceIface+".VerifyStart", 0, anyFinger).Err; err != nil {
+	start := dev.CallWithContext(ctx, DeviceIface+".VerifyStart", 0, anyFinger)
+	if err := start.Err; err != nil {
 		if dbusErrorName(err) == errNoEnrolled {
 			return NoMatch, ErrNoEnrolledFingers
 		}
@@ -198,22 +199,19 @@ func (v *Verifier) Verify(ctx context.Context) (Result, error) {
 			v.log.Debug("fprintd: VerifyStop", "error", dbusErrorName(err))
 		}
 	}()
-	// Everything queued before VerifyStart's reply was sent before
-	// fprintd handled it (a bus keeps one sender's messages in order): a
-	// stale answer to someone else's verification, never ours.
-	for drained := false; !drained; {
-		select {
-		case <-signals:
-		default:
-			drained = true
-		}
-	}
+	// A status fprintd sent before its reply to VerifyStart answers an
+	// earlier verification (someone else's, or one VerifyStop cancelled),
+	// never ours: the bus keeps one sender's messages in order, and godbus
+	// numbers what it receives in that order. Ours may come right after
+	// the reply, even before this goroutine runs again, so it is told
+	// apart by that number, not by when it is read.
+	started := start.ResponseSequence
 	for {
 		select {
 		case <-ctx.Done():
 			return NoMatch, ctx.Err()
 		case s := <-signals:
-			if s == nil || s.Sender != owner || s.Path != dev.Path() || s.Name != DeviceIface+"."+verifyStatus || len(s.Body) != 2 {
+			if s == nil || s.Sequence <= started || s.Sender != owner || s.Path != dev.Path() || s.Name != DeviceIface+"."+verifyStatus || len(s.Body) != 2 {
 				continue
 			}
 			result, ok1 := s.Body[0].(string)
@@ -227,9 +225,11 @@ func (v *Verifier) Verify(ctx context.Context) (Result, error) {
 				if done {
 					// fprintd ended this attempt; start another.
 					dev.Call(DeviceIface+".VerifyStop", 0)
-					if err := dev.CallWithContext(ctx, DeviceIface+".VerifyStart", 0, anyFinger).Err; err != nil {
+					restart := dev.CallWithContext(ctx, DeviceIface+".VerifyStart", 0, anyFinger)
+					if err := restart.Err; err != nil {
 						return NoMatch, unavailable("VerifyStart after a retry", err)
 					}
+					started = restart.ResponseSequence
 				}
 				continue
 			}
