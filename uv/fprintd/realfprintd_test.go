@@ -18,6 +18,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/tpm-u2f/tpm-u2f/presence/notifytest"
 	"github.com/tpm-u2f/tpm-u2f/tpm/tpmtest"
 	"github.com/tpm-u2f/tpm-u2f/uv/fprintd"
 )
@@ -181,7 +182,7 @@ func startRealFprintd(t *testing.T) *realFprintd {
 	}
 	f.addr = strings.TrimSpace(string(line))
 	go io.Copy(io.Discard, busOut)
-	f.conn = connect(t, f.addr)
+	f.conn = notifytest.Connect(t, f.addr)
 
 	env := append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+f.addr)
 	// The one stand-in: polkit. python-dbusmock's polkitd template answers
@@ -221,16 +222,6 @@ func startRealFprintd(t *testing.T) *realFprintd {
 		t.Fatalf("fprintd's default reader is %v (%v), not libfprint's virtual device", name, err)
 	}
 	return f
-}
-
-func connect(t *testing.T, addr string) *dbus.Conn {
-	t.Helper()
-	c, err := dbus.Connect(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // send gives the virtual reader one command. The reader listens only
@@ -354,15 +345,7 @@ func (f *realFprintd) verifyWith(t *testing.T, v *fprintd.Verifier, cmds ...stri
 	if len(cmds) > 0 {
 		props = f.signals(t, "org.freedesktop.DBus.Properties", "PropertiesChanged")
 	}
-	type res struct {
-		r   fprintd.Result
-		err error
-	}
-	done := make(chan res, 1)
-	go func() {
-		r, err := v.Verify(ctx)
-		done <- res{r, err}
-	}()
+	done := verifyAsync(ctx, v)
 	for _, c := range cmds {
 		waitFingerNeeded(t, props)
 		f.send(t, c)
@@ -373,7 +356,7 @@ func (f *realFprintd) verifyWith(t *testing.T, v *fprintd.Verifier, cmds ...stri
 
 func TestRealFprintdWithVirtualReader(t *testing.T) {
 	f := startRealFprintd(t)
-	v := fprintd.New(connect(t, f.addr), f.user, nil)
+	v := fprintd.New(notifytest.Connect(t, f.addr), f.user, nil)
 	ctx := context.Background()
 
 	if st := v.Probe(ctx); st != fprintd.NothingEnrolled {
@@ -487,15 +470,7 @@ func TestRealFprintdWithVirtualReader(t *testing.T) {
 		props := f.signals(t, "org.freedesktop.DBus.Properties", "PropertiesChanged")
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		type res struct {
-			r   fprintd.Result
-			err error
-		}
-		done := make(chan res, 1)
-		go func() {
-			r, err := v.Verify(ctx)
-			done <- res{r, err}
-		}()
+		done := verifyAsync(ctx, v)
 		waitFingerNeeded(t, props)
 		f.send(t, "UNPLUG")
 		got := <-done
@@ -535,4 +510,19 @@ func waitFingerNeeded(t *testing.T, props <-chan *dbus.Signal) {
 			t.Fatal("fprintd never said the reader needs a finger")
 		}
 	}
+}
+
+type verifyResult struct {
+	r   fprintd.Result
+	err error
+}
+
+// verifyAsync runs v.Verify while the test drives the reader.
+func verifyAsync(ctx context.Context, v *fprintd.Verifier) <-chan verifyResult {
+	done := make(chan verifyResult, 1)
+	go func() {
+		r, err := v.Verify(ctx)
+		done <- verifyResult{r, err}
+	}()
+	return done
 }
