@@ -271,8 +271,10 @@ func register() bool {
 }
 
 func stayRegistered() {
-	register()
-
+	// tpm-u2f patch: watch for a StatusNotifierWatcher before the first
+	// try, so one that appears between the two is not missed (upstream
+	// registered first: a panel starting with the daemon never got the
+	// icon).
 	conn := instance.conn
 	if err := conn.AddMatchSignal(
 		dbus.WithMatchObjectPath("/org/freedesktop/DBus"),
@@ -282,14 +284,14 @@ func stayRegistered() {
 		dbus.WithMatchArg(0, "org.kde.StatusNotifierWatcher"),
 	); err != nil {
 		log.Printf("systray error: failed to register signal matching: %v\n", err)
-		// If we can't monitor signals, there is no point in
-		// us being here. we're either registered or not (per
-		// above) and will roll the dice from here...
+		// Without signals, one try is all there is.
+		register()
 		return
 	}
 
 	sc := make(chan *dbus.Signal, 10)
 	conn.Signal(sc)
+	register()
 
 	for {
 		select {
