@@ -155,22 +155,13 @@ func (e *Engine) UVRetries() (int, error) {
 // to the TPM failed (opOnce): the write may have happened.
 func (e *Engine) SpendUVAttempt() (left int, err error) {
 	err = e.opOnce(func() error {
-		nv, err := e.uvNV()
-		if err != nil {
-			return err
-		}
-		spent, err := e.uvSpent(nv)
-		if err != nil {
-			return err
-		}
-		if spent >= UVRetries {
-			return ErrUVBlocked
-		}
-		if err := e.writeUVSpent(nv, spent+1); err != nil {
-			return err
-		}
-		left = UVRetries - int(spent+1)
-		return nil
+		return e.changeUVSpent(func(spent uint32) (uint32, error) {
+			if spent >= UVRetries {
+				return spent, ErrUVBlocked
+			}
+			left = UVRetries - int(spent+1)
+			return spent + 1, nil
+		})
 	})
 	return left, err
 }
@@ -180,34 +171,38 @@ func (e *Engine) SpendUVAttempt() (left int, err error) {
 // cancelled or timed out.
 func (e *Engine) RefundUVAttempt() error {
 	return e.opOnce(func() error {
-		nv, err := e.uvNV()
-		if err != nil {
-			return err
-		}
-		spent, err := e.uvSpent(nv)
-		if err != nil || spent == 0 {
-			return err
-		}
-		return e.writeUVSpent(nv, spent-1)
+		return e.changeUVSpent(func(spent uint32) (uint32, error) {
+			return spent - min(spent, 1), nil
+		})
 	})
 }
 
 // ResetUVRetries sets the attempts spent to 0: after a matching finger,
 // and after the right PIN (CTAP 2.1 section 6.5.5.7.1 and .2: a
-// successful PIN entry resets the uvRetries counter). It writes only
-// when something was spent, sparing the TPM's NV.
+// successful PIN entry resets the uvRetries counter).
 func (e *Engine) ResetUVRetries() error {
 	return e.op(func() error {
-		nv, err := e.uvNV()
-		if err != nil {
-			return err
-		}
-		spent, err := e.uvSpent(nv)
-		if err != nil || spent == 0 {
-			return err
-		}
-		return e.writeUVSpent(nv, 0)
+		return e.changeUVSpent(func(uint32) (uint32, error) { return 0, nil })
 	})
+}
+
+// changeUVSpent reads the attempts spent and writes next's count when it
+// differs, sparing the TPM's NV a write that changes nothing. Called
+// inside op or opOnce.
+func (e *Engine) changeUVSpent(next func(spent uint32) (uint32, error)) error {
+	nv, err := e.uvNV()
+	if err != nil {
+		return err
+	}
+	spent, err := e.uvSpent(nv)
+	if err != nil {
+		return err
+	}
+	n, err := next(spent)
+	if err != nil || n == spent {
+		return err
+	}
+	return e.writeUVSpent(nv, n)
 }
 
 // dropUVIndex removes the UV retry index of the identity with seed, once
