@@ -426,13 +426,8 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 		return nil, ctap2.ErrPINPolicyViolation
 	}
 	if perms == ctap2.PermPersistentCredMgmtRO {
-		tok, err := pin.NewPinUvAuthToken()
+		tok, enc, err := newEncryptedToken(proto, shared)
 		if err != nil {
-			return nil, err
-		}
-		enc, err := proto.Encrypt(shared, tok)
-		if err != nil {
-			pin.Zero(tok)
 			return nil, err
 		}
 		s.resetPersistent()
@@ -440,13 +435,8 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 		return ctap2.Marshal(ctap2.ClientPINResponse{PinUvAuthToken: enc})
 	}
 	s.resetToken()
-	tok, err := pin.NewPinUvAuthToken()
+	tok, enc, err := newEncryptedToken(proto, shared)
 	if err != nil {
-		return nil, err
-	}
-	enc, err := proto.Encrypt(shared, tok)
-	if err != nil {
-		pin.Zero(tok)
 		return nil, err
 	}
 	// beginUsingPinUvAuthToken(userIsPresent: false) (section 6.5.5.7.2).
@@ -464,12 +454,9 @@ func (a *Authenticator) getPinToken(ctx context.Context, s *pinState, proto pin.
 // Verify refuses any other, so a truncated protocol 2 MAC (YSA-2025-02)
 // never verifies.
 func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte, perm uint64, rpID string) error {
-	if protoVersion == nil {
-		return ctap2.ErrMissingParameter
-	}
-	proto, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16)))
-	if !ok {
-		return ctap2.ErrInvalidParameter
+	proto, err := requiredProtocol(protoVersion)
+	if err != nil {
+		return err
 	}
 	s := &a.pin
 	s.mu.Lock()
@@ -496,16 +483,42 @@ func (a *Authenticator) verifyPinUvAuth(protoVersion *uint64, param, msg []byte,
 	return nil
 }
 
+// newEncryptedToken makes a fresh pinUvAuthToken and encrypts it for the
+// platform under shared; a token that cannot be sent is zeroed.
+func newEncryptedToken(proto pin.Protocol, shared []byte) (tok, enc []byte, err error) {
+	tok, err = pin.NewPinUvAuthToken()
+	if err != nil {
+		return nil, nil, err
+	}
+	enc, err = proto.Encrypt(shared, tok)
+	if err != nil {
+		pin.Zero(tok)
+		return nil, nil, err
+	}
+	return tok, enc, nil
+}
+
+// requiredProtocol is the pinUvAuthProtocol a pinUvAuthParam must come
+// with: MISSING_PARAMETER without one, INVALID_PARAMETER for one we do not
+// implement.
+func requiredProtocol(version *uint64) (pin.Protocol, error) {
+	if version == nil {
+		return nil, ctap2.ErrMissingParameter
+	}
+	proto, ok := pin.ProtocolByVersion(int(min(*version, 1<<16)))
+	if !ok {
+		return nil, ctap2.ErrInvalidParameter
+	}
+	return proto, nil
+}
+
 // verifyPersistent checks a pinUvAuthParam over msg against the
 // persistentPinUvAuthToken. It neither starts nor consults a usage timer
 // and does not use the token up.
 func (a *Authenticator) verifyPersistent(protoVersion *uint64, param, msg []byte) error {
-	if protoVersion == nil {
-		return ctap2.ErrMissingParameter
-	}
-	proto, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16)))
-	if !ok {
-		return ctap2.ErrInvalidParameter
+	proto, err := requiredProtocol(protoVersion)
+	if err != nil {
+		return err
 	}
 	s := &a.pin
 	s.mu.Lock()
@@ -562,11 +575,8 @@ func (a *Authenticator) pinUvAuthForRequest(ctx context.Context, param *[]byte, 
 		}
 		return false, ctap2.ErrPINNotSet
 	}
-	if protoVersion == nil {
-		return false, ctap2.ErrMissingParameter
-	}
-	if _, ok := pin.ProtocolByVersion(int(min(*protoVersion, 1<<16))); !ok {
-		return false, ctap2.ErrInvalidParameter
+	if _, err := requiredProtocol(protoVersion); err != nil {
+		return false, err
 	}
 	// A pinUvAuthToken exists only while a PIN is set (setPIN, changePIN,
 	// reset and re-plugs drop it), so a MAC that verifies needs no TPM

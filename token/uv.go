@@ -360,13 +360,8 @@ func (a *Authenticator) getTokenUsingUV(ctx context.Context, s *pinState, proto 
 		return nil, ctap2.ErrPINAuthInvalid
 	}
 	s.resetToken()
-	tok, err := pin.NewPinUvAuthToken()
+	tok, enc, err := newEncryptedToken(proto, shared)
 	if err != nil {
-		return nil, err
-	}
-	enc, err := proto.Encrypt(shared, tok)
-	if err != nil {
-		pin.Zero(tok)
 		return nil, err
 	}
 	// beginUsingPinUvAuthToken(userIsPresent: true): the finger on the
